@@ -1,0 +1,1 @@
+"""graphnet's own plugins, registered exactly like third-party ones."""

@@ -1,0 +1,76 @@
+"""The lecture's five activations, plus leaky_relu; each stable for large |x|.
+
+Every derivative keeps the dtype of its input, so a float32 model stays float32.
+"""
+
+import numpy as np
+
+from ..ops import Activation
+from ..plugins import hookimpl
+
+
+def relu(x):
+    """ReLU(x) = max(0, x)."""
+    return np.maximum(x, 0)
+
+
+def relu_grad(x, y):
+    return (x > 0).astype(x.dtype)
+
+
+def elu(x, alpha=1.0):
+    """ELU(x) = x if x >= 0 else alpha * (e^x - 1)."""
+    return np.where(x >= 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0)))
+
+
+def elu_grad(x, y, alpha=1.0):
+    return np.where(x >= 0, x.dtype.type(1), y + x.dtype.type(alpha))
+
+
+def sigmoid(x):
+    """sigmoid(x) = 1 / (1 + e^-x), computed without overflow for any x."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid_grad(x, y):
+    return y * (1 - y)
+
+
+def softplus(x):
+    """softplus(x) = log(1 + e^x), computed as logaddexp(0, x)."""
+    return np.logaddexp(x.dtype.type(0), x)
+
+
+def softplus_grad(x, y):
+    return sigmoid(x)
+
+
+def tanh(x):
+    """tanh(x) = (e^x - e^-x) / (e^x + e^-x)."""
+    return np.tanh(x)
+
+
+def tanh_grad(x, y):
+    return 1 - y * y
+
+
+def leaky_relu(x, alpha=0.01):
+    """leaky_relu(x) = x if x >= 0 else alpha * x."""
+    return np.where(x >= 0, x, x.dtype.type(alpha) * x)
+
+
+def leaky_relu_grad(x, y, alpha=0.01):
+    return np.where(x >= 0, x.dtype.type(1), x.dtype.type(alpha))
+
+
+@hookimpl
+def graphnet_activations():
+    return [
+        Activation("relu", relu, relu_grad),
+        Activation("elu", elu, elu_grad, attrs={"alpha": 1.0}),
+        Activation("softplus", softplus, softplus_grad),
+        Activation("sigmoid", sigmoid, sigmoid_grad),
+        Activation("tanh", tanh, tanh_grad),
+        Activation("leaky_relu", leaky_relu, leaky_relu_grad, attrs={"alpha": 0.01}),
+    ]

@@ -1,0 +1,130 @@
+"""Losses: ops with a scalar output, reduced by the mean (default) or the sum.
+
+mse averages over every element (batch and features, as torch's MSELoss);
+the cross-entropies sum over a sample's classes or outputs and average over
+the batch. ``reduction="sum"`` gives the lecture's sum over the batch.
+"""
+
+import numpy as np
+
+from ..errors import FeedError, ShapeError
+from ..ops import Attr, Op
+from ..plugins import hookimpl
+
+REDUCTION = Attr("mean", "str", choices=("mean", "sum"), doc="mean (default) or sum")
+
+
+class Loss(Op):
+    """Shared parts of the losses: two inputs, a scalar output, a reduction."""
+
+    kind = "loss"
+    n_inputs = 2
+    attrs = {"reduction": REDUCTION}
+
+    def infer(self, attrs, pred, target):
+        if pred != target:
+            raise ShapeError(f"{self.name} needs predictions and targets of one shape, "
+                             f"got {pred} and {target}")
+        return ()
+
+
+class MSE(Loss):
+    """Mean squared error: mean((pred - target)^2)."""
+
+    name = "mse"
+
+    def forward(self, ctx, pred, target):
+        diff = pred - target
+        ctx.diff = diff
+        total = np.dot(diff.ravel(), diff.ravel())
+        ctx.scale = 1.0 / diff.size if ctx.attrs["reduction"] == "mean" else 1.0
+        return np.asarray(total * ctx.scale, dtype=pred.dtype)
+
+    def backward(self, ctx, dy):
+        g = ctx.diff * (2 * ctx.scale * dy).astype(ctx.diff.dtype)
+        return g, (-g if ctx.needs_grad[1] else None)
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Cross-entropy of softmax(logits) against integer labels (or probabilities).
+
+    Uses log-sum-exp, so any finite logits give a finite loss; the backward is
+    the fused (softmax - onehot) / N.
+    """
+
+    name = "softmax_cross_entropy"
+    int_inputs = (1,)
+
+    def infer(self, attrs, logits, labels):
+        if len(logits) != 1:
+            raise ShapeError(f"softmax_cross_entropy needs logits of shape (classes,) per "
+                             f"sample, got {logits}")
+        if labels not in ((), logits):
+            raise ShapeError(f"softmax_cross_entropy needs integer labels of shape () or "
+                             f"probabilities of shape {logits} per sample, got {labels}")
+        return ()
+
+    def forward(self, ctx, logits, labels):
+        n, classes = logits.shape
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        sums = exp.sum(axis=1, keepdims=True)
+        log_z = np.log(sums)
+        if labels.ndim == 1:
+            if labels.dtype.kind not in "iu":
+                raise FeedError(f"softmax_cross_entropy in node {ctx.node!r} needs integer "
+                                f"class labels, got {labels.dtype}")
+            if n and (labels.min() < 0 or labels.max() >= classes):
+                raise FeedError(f"node {ctx.node!r}: labels must lie in [0, {classes}), got "
+                                f"values from {labels.min()} to {labels.max()}")
+            picked = shifted[np.arange(n), labels]
+            total = log_z.sum() - picked.sum()
+        else:
+            total = -(labels * (shifted - log_z)).sum()
+        ctx.probs = exp / sums
+        ctx.labels = labels
+        ctx.scale = 1.0 / n if ctx.attrs["reduction"] == "mean" else 1.0
+        return np.asarray(total * ctx.scale, dtype=logits.dtype)
+
+    def backward(self, ctx, dy):
+        g = ctx.probs.copy()  # backward may run twice on one forward
+        labels = ctx.labels
+        if labels.ndim == 1:
+            g[np.arange(len(labels)), labels] -= 1
+        else:
+            g -= labels
+        g *= (ctx.scale * dy).astype(g.dtype)
+        dlabels = None
+        if ctx.needs_grad[1] and labels.ndim != 1:
+            raise NotImplementedError("gradients with respect to target probabilities")
+        return g, dlabels
+
+
+class BinaryCrossEntropy(Loss):
+    """Binary cross-entropy on logits: -t log sigmoid(z) - (1 - t) log(1 - sigmoid(z)).
+
+    Computed as max(z, 0) - z t + log(1 + e^-|z|), finite for any z. Sums over
+    a sample's outputs and averages over the batch.
+    """
+
+    name = "binary_cross_entropy"
+
+    def forward(self, ctx, z, t):
+        loss = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        ctx.z, ctx.t = z, t
+        ctx.scale = 1.0 / z.shape[0] if ctx.attrs["reduction"] == "mean" else 1.0
+        return np.asarray(loss.sum() * ctx.scale, dtype=z.dtype)
+
+    def backward(self, ctx, dy):
+        z, t = ctx.z, ctx.t
+        e = np.exp(-np.abs(z))
+        sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        scale = (ctx.scale * dy).astype(z.dtype)
+        dz = ((sig - t) * scale).astype(z.dtype, copy=False)
+        dt = (-z * scale).astype(z.dtype, copy=False) if ctx.needs_grad[1] else None
+        return dz, dt
+
+
+@hookimpl
+def graphnet_ops():
+    return [MSE(), SoftmaxCrossEntropy(), BinaryCrossEntropy()]

@@ -1,0 +1,289 @@
+"""Builtin ops: input, dense, merges (add, sub, mul, concat), shapes, dropout, softmax."""
+
+import math
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..ops import Attr, Op, Param
+from ..plugins import hookimpl
+
+
+class Input(Op):
+    """A named array fed at run time; the engine fills it from the feeds."""
+
+    name = "input"
+    n_inputs = 0
+    kind = "input"
+    attrs = {"shape": Attr(kind="shape", doc="per-sample shape, no batch dimension"),
+             "dtype": Attr("float32", "str", choices=("float32", "float64", "int64", "int32"),
+                           doc="float32 or float64 for data, int64 for class labels")}
+
+    def infer(self, attrs):
+        return tuple(attrs["shape"])
+
+
+class Dense(Op):
+    """y = x @ weight + bias over the last axis; weight is (in, units)."""
+
+    name = "dense"
+    attrs = {"units": Attr(kind="int", min=1, doc="output features"),
+             "use_bias": Attr(True, "bool", doc="add a bias vector"),
+             "init": Attr("glorot_uniform", "init", doc="initializer of the weight"),
+             "bias_init": Attr("zeros", "init", doc="initializer of the bias")}
+
+    def infer(self, attrs, shape):
+        if len(shape) == 0:
+            raise ShapeError("dense needs an input with at least one feature axis, got a "
+                             "scalar per sample; reshape it to (1,) first")
+        return shape[:-1] + (attrs["units"],)
+
+    def params(self, attrs, shape):
+        fan_in, units = shape[-1], attrs["units"]
+        params = {"weight": Param((fan_in, units), attrs["init"], fan_in, units)}
+        if attrs["use_bias"]:
+            params["bias"] = Param((units,), attrs["bias_init"], fan_in, units)
+        return params
+
+    def forward(self, ctx, x, weight, bias=None):
+        ctx.x, ctx.weight = x, weight
+        y = x @ weight
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, ctx, dy):
+        x, w = ctx.x, ctx.weight
+        if x.ndim == 2:
+            dw = x.T @ dy
+            db = dy.sum(axis=0)
+        else:
+            dw = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])
+            db = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
+        dx = dy @ w.T if ctx.needs_grad[0] else None
+        return (dx, dw, db) if len(ctx.needs_grad) == 3 else (dx, dw)
+
+
+class Elementwise(Op):
+    """Shared logic of add, sub and mul: per-sample numpy broadcasting."""
+
+    kind = "merge"
+    n_inputs = 2
+
+    def infer(self, attrs, a, b):
+        try:
+            return tuple(np.broadcast_shapes(a, b))
+        except ValueError:
+            raise ShapeError(f"{self.name} needs per-sample shapes that are equal or "
+                             f"broadcast (numpy rules), got {a} and {b}") from None
+
+    @staticmethod
+    def aligned(ctx, a, b):
+        """Pad the lower-rank input with axes after the batch axis, so that
+        broadcasting never pairs the batch axis with a feature axis."""
+        ra, rb = a.ndim, b.ndim
+        if ra < rb:
+            a = a.reshape(a.shape[:1] + (1,) * (rb - ra) + a.shape[1:])
+        elif rb < ra:
+            b = b.reshape(b.shape[:1] + (1,) * (ra - rb) + b.shape[1:])
+        return a, b
+
+    @staticmethod
+    def unbroadcast(g, shape):
+        """Sum g (batch + out shape) down to batch + the per-sample ``shape``."""
+        if g.shape[1:] == tuple(shape):
+            return g
+        pad = g.ndim - 1 - len(shape)
+        full = (1,) * pad + tuple(shape)
+        axes = tuple(i + 1 for i, s in enumerate(full) if s == 1 and g.shape[i + 1] != 1)
+        return g.sum(axis=axes, keepdims=True).reshape(g.shape[:1] + tuple(shape))
+
+
+class Add(Elementwise):
+    """a + b (a residual or skip connection)."""
+
+    name = "add"
+
+    def forward(self, ctx, a, b):
+        a, b = self.aligned(ctx, a, b)
+        return a + b
+
+    def backward(self, ctx, dy):
+        sa, sb = ctx.input_shapes
+        return self.unbroadcast(dy, sa), self.unbroadcast(dy, sb)
+
+
+class Sub(Elementwise):
+    """a - b."""
+
+    name = "sub"
+
+    def forward(self, ctx, a, b):
+        a, b = self.aligned(ctx, a, b)
+        return a - b
+
+    def backward(self, ctx, dy):
+        sa, sb = ctx.input_shapes
+        return self.unbroadcast(dy, sa), self.unbroadcast(-dy, sb)
+
+
+class Mul(Elementwise):
+    """a * b, elementwise (a gate, or a square with the same input twice)."""
+
+    name = "mul"
+
+    def forward(self, ctx, a, b):
+        ctx.a, ctx.b = a, b
+        a, b = self.aligned(ctx, a, b)
+        return a * b
+
+    def backward(self, ctx, dy):
+        sa, sb = ctx.input_shapes
+        a, b = self.aligned(ctx, ctx.a, ctx.b)
+        da = self.unbroadcast(dy * b, sa) if ctx.needs_grad[0] else None
+        db = self.unbroadcast(dy * a, sb) if ctx.needs_grad[1] else None
+        return da, db
+
+
+class Concat(Op):
+    """Join inputs along a per-sample axis (default the last one)."""
+
+    name = "concat"
+    n_inputs = None
+    kind = "merge"
+    attrs = {"axis": Attr(-1, "int", doc="per-sample axis; negative counts from the end")}
+
+    def infer(self, attrs, *shapes):
+        rank = len(shapes[0])
+        if rank == 0:
+            raise ShapeError("concat needs inputs with at least one axis, got scalars")
+        axis = attrs["axis"]
+        if not -rank <= axis < rank:
+            raise ShapeError(f"concat axis {axis} is out of range for per-sample rank {rank}")
+        axis %= rank
+        for s in shapes:
+            if len(s) != rank or s[:axis] + s[axis + 1:] != shapes[0][:axis] + shapes[0][axis + 1:]:
+                raise ShapeError(f"concat along axis {axis} needs equal shapes elsewhere, "
+                                 f"got {list(shapes)}")
+        return shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
+
+    def forward(self, ctx, *xs):
+        axis = ctx.attrs["axis"] % len(ctx.output_shape) + 1
+        ctx.axis = axis
+        ctx.splits = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        return np.concatenate(xs, axis=axis)
+
+    def backward(self, ctx, dy):
+        return tuple(np.split(dy, ctx.splits, axis=ctx.axis))
+
+
+class Flatten(Op):
+    """Flatten each sample to one axis."""
+
+    name = "flatten"
+    kind = "shape"
+
+    def infer(self, attrs, shape):
+        return (math.prod(shape),)
+
+    def forward(self, ctx, x):
+        ctx.shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, ctx, dy):
+        return (dy.reshape(ctx.shape),)
+
+
+class Reshape(Op):
+    """Give each sample a new shape with the same number of elements (one -1 allowed)."""
+
+    name = "reshape"
+    kind = "shape"
+    attrs = {"shape": Attr(kind="shape", doc="new per-sample shape; one entry may be -1")}
+
+    def infer(self, attrs, shape):
+        target = list(attrs["shape"])
+        size = math.prod(shape)
+        if target.count(-1) > 1:
+            raise ShapeError(f"reshape allows one -1, got {tuple(target)}")
+        known = math.prod(d for d in target if d != -1)
+        if -1 in target:
+            if known == 0 or size % known:
+                raise ShapeError(f"cannot reshape per-sample shape {shape} ({size} elements) "
+                                 f"to {tuple(target)}")
+            target[target.index(-1)] = size // known
+        if math.prod(target) != size:
+            raise ShapeError(f"cannot reshape per-sample shape {shape} ({size} elements) to "
+                             f"{tuple(target)} ({math.prod(target)} elements)")
+        return tuple(target)
+
+    def forward(self, ctx, x):
+        return x.reshape((x.shape[0],) + ctx.output_shape)
+
+    def backward(self, ctx, dy):
+        return (dy.reshape((dy.shape[0],) + ctx.input_shapes[0]),)
+
+
+class Dropout(Op):
+    """Zero each element with probability rate while training, scale the rest by 1/(1-rate)."""
+
+    name = "dropout"
+    kind = "layer"
+    attrs = {"rate": Attr(0.5, "float", min=0.0, max=0.999, doc="probability of dropping")}
+
+    def forward(self, ctx, x):
+        rate = ctx.attrs["rate"]
+        if not ctx.training or rate == 0:
+            ctx.mask = None
+            return x
+        keep = ctx.rng.random(x.shape) >= rate
+        ctx.mask = keep.astype(x.dtype) / x.dtype.type(1 - rate)
+        return x * ctx.mask
+
+    def backward(self, ctx, dy):
+        return (dy if ctx.mask is None else dy * ctx.mask,)
+
+
+class Softmax(Op):
+    """exp(x) / sum(exp(x)) along a per-sample axis (default the last)."""
+
+    name = "softmax"
+    kind = "activation"
+    attrs = {"axis": Attr(-1, "int", doc="per-sample axis")}
+
+    def infer(self, attrs, shape):
+        if not shape:
+            raise ShapeError("softmax needs at least one axis per sample, got a scalar")
+        if not -len(shape) <= attrs["axis"] < len(shape):
+            raise ShapeError(f"softmax axis {attrs['axis']} is out of range for shape {shape}")
+        return shape
+
+    def forward(self, ctx, x):
+        axis = ctx.attrs["axis"] % len(ctx.output_shape) + 1
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        e /= e.sum(axis=axis, keepdims=True)
+        ctx.y, ctx.axis = e, axis
+        return e
+
+    def backward(self, ctx, dy):
+        y = ctx.y
+        return (y * (dy - (dy * y).sum(axis=ctx.axis, keepdims=True)),)
+
+
+class Identity(Op):
+    """y = x: a named tap on a tensor."""
+
+    name = "identity"
+    kind = "shape"
+
+    def forward(self, ctx, x):
+        return x
+
+    def backward(self, ctx, dy):
+        return (dy,)
+
+
+@hookimpl
+def graphnet_ops():
+    return [Input(), Dense(), Add(), Sub(), Mul(), Concat(), Flatten(), Reshape(),
+            Dropout(), Softmax(), Identity()]

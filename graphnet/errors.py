@@ -1,0 +1,59 @@
+"""The exceptions graphnet raises for anything a user's input can cause.
+
+Every message names the thing at fault (a node, an input, a JSON path, a file,
+a plugin), what was expected, what was found, and what to do about it.
+"""
+
+import difflib
+
+
+class GraphnetError(Exception):
+    """Base class: catch this to handle every user-facing graphnet failure."""
+
+
+class GraphError(GraphnetError):
+    """A malformed graph: duplicate or unknown names, wrong arity, bad outputs."""
+
+
+class CycleError(GraphError):
+    """The graph has a cycle; the message lists the nodes on it."""
+
+
+class ShapeError(GraphnetError):
+    """Shapes that do not fit an op, found by shape inference."""
+
+
+class UnknownOpError(GraphnetError):
+    """An op, activation, optimizer, initializer or dataset name nobody registered."""
+
+
+class SchemaError(GraphnetError):
+    """A model file or dict that does not follow the graphnet JSON form."""
+
+
+class PluginError(GraphnetError):
+    """A plugin that clashes with another, fails to load, or returns the wrong kind."""
+
+
+class FeedError(GraphnetError):
+    """Arrays fed to a model that are missing, unknown, or of the wrong shape or dtype."""
+
+
+class CheckpointError(GraphnetError):
+    """A checkpoint file that is missing, truncated, corrupted or does not fit."""
+
+
+class DataError(GraphnetError):
+    """A dataset or data file that cannot be used as asked."""
+
+
+class TrainingError(GraphnetError):
+    """Training that cannot go on, e.g. a loss or gradient that went non-finite."""
+
+
+def did_you_mean(name, choices):
+    """Return ' (did you mean 'x'?)' for the closest of choices, or ''."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"

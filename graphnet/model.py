@@ -1,0 +1,229 @@
+"""A Model: a compiled graph with its params, run forward and backward.
+
+>>> import numpy as np, graphnet as gn
+>>> g = gn.Graph("mlp")
+>>> x, t = g.input("x", shape=(2,)), g.input("y", shape=(1,))
+>>> y = g.add("dense", g.add("tanh", g.add("dense", x, units=8)), units=1, name="out")
+>>> _ = g.add("mse", y, t, name="loss"); _ = g.output(y)
+>>> model = gn.Model(g, seed=0)
+>>> outs = model.forward({"x": np.zeros((4, 2)), "y": np.zeros((4, 1))}, training=True)
+>>> sorted(model.backward()) == sorted(model.params)
+True
+"""
+
+
+import numpy as np
+
+from .errors import GraphnetError, did_you_mean
+from .plugins import registry
+from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds
+
+DEFAULT_MAX_PARAMS = 10**9
+
+
+class Model:
+    """A graph made runnable: shapes inferred, params created from ``seed``, plans compiled.
+
+    ``dtype`` is the float type of params and computations ("float32" or
+    "float64"). A graph whose params would exceed ``max_params`` elements is
+    refused before anything is allocated.
+    """
+
+    def __init__(self, graph, seed=0, dtype="float32", max_params=DEFAULT_MAX_PARAMS):
+        if str(dtype) not in FLOAT_DTYPES:
+            raise GraphnetError(f"model dtype must be one of {list(FLOAT_DTYPES)}, got {dtype!r}")
+        self.graph = graph.copy()
+        self.dtype = np.dtype(dtype)
+        self.seed = seed
+        self.program = Program(self.graph)
+        count = self.program.param_count()
+        if count > max_params:
+            raise GraphnetError(f"model {self.graph.name!r} would have {count:,} params, more "
+                                f"than the limit of {int(max_params):,}; make it smaller or pass "
+                                f"max_params")
+        init_seq, run_seq = np.random.SeedSequence(seed).spawn(2)
+        self.params = self._init_params(np.random.default_rng(init_seq))
+        self.rng = np.random.default_rng(run_seq)  # dropout and other run-time randomness
+        self._plans = {}
+        self._last = None
+
+    def _init_params(self, rng):
+        reg = registry()
+        params = {}
+        for node in self.program.nodes.values():
+            for pname, spec in node.params.items():
+                init = spec.init
+                kwargs = {}
+                if isinstance(init, dict):
+                    kwargs = {k: v for k, v in init.items() if k != "name"}
+                    init = init["name"]
+                initializer = reg.get("initializer", init)
+                try:
+                    value = initializer(rng, spec.shape, spec.fan_in, spec.fan_out, **kwargs)
+                except TypeError as exc:
+                    raise GraphnetError(f"node {node.name!r}: initializer {init!r} of param "
+                                        f"{pname!r} rejected {kwargs}: {exc}") from None
+                if value.shape != tuple(spec.shape):
+                    raise GraphnetError(f"initializer {init!r} returned shape {value.shape} for "
+                                        f"{node.name}.{pname}, which needs {spec.shape}")
+                params[f"{node.name}.{pname}"] = value.astype(self.dtype)
+        return params
+
+    # --- properties --------------------------------------------------------
+    @property
+    def name(self):
+        return self.graph.name
+
+    @property
+    def nodes(self):
+        """Compiled nodes by name, in topological order (op, attrs, shape, params)."""
+        return self.program.nodes
+
+    @property
+    def outputs(self):
+        return list(self.program.outputs)
+
+    @property
+    def losses(self):
+        return list(self.program.losses)
+
+    @property
+    def inputs(self):
+        return list(self.program.inputs)
+
+    def param_count(self):
+        return sum(p.size for p in self.params.values())
+
+    # --- running -----------------------------------------------------------
+    def plan(self, targets):
+        """The cached Plan computing these node names."""
+        key = tuple(targets)
+        plan = self._plans.get(key)
+        if plan is None:
+            for t in targets:
+                if t not in self.program.nodes:
+                    raise GraphnetError(f"{t!r} is not a node of model {self.name!r}"
+                                        f"{did_you_mean(t, self.program.nodes)}")
+            plan = self._plans[key] = Plan(self.program, list(targets))
+        return plan
+
+    def forward(self, feeds, outputs=None, training=False):
+        """Run the graph on a batch; return {node name: array} for ``outputs``.
+
+        By default the outputs are the graph's outputs and its losses (which
+        need the targets fed too). Only the nodes the outputs need are run.
+        With ``training=True`` dropout is on and ``backward`` may follow.
+        """
+        if outputs is None:
+            outputs = self.outputs + [l for l in self.losses if l not in self.outputs]
+        elif isinstance(outputs, str):
+            outputs = [outputs]
+        plan = self.plan(outputs)
+        fed, _ = check_feeds(plan, feeds, self.dtype, self.program.inputs)
+        vals = [None] * plan.size
+        for slot, arr in fed.items():
+            vals[slot] = arr
+        params = self.params
+        for slot, key in plan.param_slots:
+            vals[slot] = params[key]
+        plan.set_mode(bool(training), self.rng)
+        plan.run_forward(vals)
+        self._last = (plan, vals)
+        return {name: vals[slot] for name, slot in plan.targets}
+
+    def backward(self, loss=None, inputs=False):
+        """Gradients of the last forward's loss: {param key: array}, one per param.
+
+        With several loss nodes their sum is differentiated, unless ``loss``
+        names one. ``inputs=True`` adds the gradients of the float inputs,
+        keyed by input name.
+        """
+        if self._last is None:
+            raise GraphnetError("backward needs a forward pass first: call "
+                                "model.forward(feeds, training=True)")
+        plan, vals = self._last
+        if loss is None:
+            losses = plan.losses
+            if not losses:
+                raise GraphnetError(
+                    f"the last forward computed no loss node (model losses: {self.losses}); "
+                    f"call forward with the targets fed so that the loss is computed")
+        else:
+            losses = [(n, s) for n, s in plan.losses if n == loss]
+            if not losses:
+                raise GraphnetError(f"{loss!r} is not a loss computed by the last forward; "
+                                    f"losses computed: {[n for n, _ in plan.losses]}"
+                                    f"{did_you_mean(loss, self.losses)}")
+        plan.set_grad_mode(bool(inputs))
+        one = np.ones((), dtype=self.dtype)
+        grads = plan.run_backward(vals, {slot: one for _, slot in losses})
+        out = {}
+        for slot, key in plan.param_slots:
+            g = grads[slot]
+            out[key] = g if g is not None else np.zeros_like(self.params[key])
+        for key, value in self.params.items():
+            if key not in out:
+                out[key] = np.zeros_like(value)
+        if inputs:
+            for name, slot, node in plan.feeds:
+                if node.dtype in FLOAT_DTYPES:
+                    g = grads[slot]
+                    out[name] = g if g is not None else np.zeros_like(vals[slot])
+        return out
+
+    def predict(self, feeds, batch_size=None):
+        """The graph's outputs for ``feeds`` (targets not needed), batched if asked."""
+        if not self.outputs:
+            raise GraphnetError(f"model {self.name!r} has no outputs; mark them with g.output(...)")
+        if batch_size is None:
+            return {k: np.array(v) for k, v in self.forward(feeds, self.outputs).items()}
+        if int(batch_size) < 1:
+            raise GraphnetError(f"batch_size must be a positive integer, got {batch_size!r}")
+        n = _batch_len(feeds)
+        parts = {o: [] for o in self.outputs}
+        for start in range(0, n, batch_size):
+            chunk = {k: np.asarray(v)[start:start + batch_size] for k, v in feeds.items()}
+            for k, v in self.forward(chunk, self.outputs).items():
+                parts[k].append(np.array(v))
+        return {k: np.concatenate(v) if v else np.empty((0,)) for k, v in parts.items()}
+
+    # --- describing ----------------------------------------------------------
+    def summary(self):
+        """A table of node, op, output shape and param count, with totals (as Keras prints)."""
+        rows = [("node", "op", "output shape", "params")]
+        for node in self.program.nodes.values():
+            shape = "scalar" if node.kind == "loss" else "(N" + "".join(
+                f", {d}" for d in node.shape) + ")"
+            rows.append((node.name, node.op.name, shape, f"{node.param_count():,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "-" * (sum(widths) + 6)
+
+        def fmt(r):
+            return "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]),
+                              r[2].ljust(widths[2]), r[3].rjust(widths[3])])
+
+        body = [fmt(r) for r in rows[1:]]
+        total = self.param_count()
+        nbytes = sum(p.nbytes for p in self.params.values())
+        return "\n".join([f'Model "{self.name}" ({self.dtype})', line, fmt(rows[0]), line,
+                          *body, line, f"Total params: {total:,} ({_human(nbytes)})",
+                          f"Outputs: {', '.join(self.outputs) or '-'}    "
+                          f"Losses: {', '.join(self.losses) or '-'}"])
+
+    def __repr__(self):
+        return (f"<Model {self.name!r}: {len(self.program.nodes)} nodes, "
+                f"{self.param_count():,} params, {self.dtype}>")
+
+
+def _batch_len(feeds):
+    lens = {len(np.asarray(v)) for v in feeds.values()}
+    if len(lens) != 1:
+        raise GraphnetError(f"every fed array needs the same number of samples, got {sorted(lens)}")
+    return lens.pop()
+
+
+def _human(nbytes):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024

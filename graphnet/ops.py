@@ -1,0 +1,192 @@
+"""The op interface: what a node of a graph computes, forward and backward.
+
+An op is stateless and serializable by name. It knows the per-sample shape
+of its output and the shapes of its params from its input shapes and attrs;
+its ``forward`` computes the output for a batch and saves on ``ctx`` what
+``backward`` needs; its ``backward`` turns the output's gradient into one
+gradient per input and per param, in order (None where there is none).
+
+Params are passed to ``forward`` after the inputs, in the order ``params``
+declares them, so a dense layer is ``forward(ctx, x, weight, bias)`` and its
+``backward`` returns ``(dx, dweight, dbias)``.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ShapeError
+
+REQUIRED = object()
+"""Default of an attr that every node must set (``dense``'s ``units``)."""
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attr of an op: its default, its kind, its range, and a line of docs.
+
+    kind is one of "int", "float", "bool", "str", "shape" (list of ints),
+    "int_list", "init" (an initializer name or {"name": ..., **attrs}) or "any".
+    """
+
+    default: object = REQUIRED
+    kind: str = "any"
+    min: float = None
+    max: float = None
+    choices: tuple = None
+    doc: str = ""
+
+    @property
+    def required(self):
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Param:
+    """A param an op needs: its shape, its initializer and the fans it sees."""
+
+    shape: tuple
+    init: object = "glorot_uniform"
+    fan_in: int = None
+    fan_out: int = None
+
+
+class Context:
+    """Per-node scratch space, made once when a model is compiled.
+
+    The engine sets ``node`` (the node's name), ``attrs`` (defaults filled in),
+    ``training``, ``rng`` (the model's numpy Generator), ``needs_grad`` (one
+    bool per input and param: backward may return None where it is False) and
+    ``input_shapes``/``output_shape`` (per sample). Ops save their own arrays
+    on it in ``forward`` (``ctx.x = x``) for ``backward``.
+    """
+
+    def __init__(self, node, attrs, input_shapes=(), output_shape=()):
+        self.node = node
+        self.attrs = attrs
+        self.input_shapes = input_shapes
+        self.output_shape = output_shape
+        self.training = False
+        self.rng = None
+        self.needs_grad = ()
+
+
+class Op:
+    """Base class of every op. Subclass it, set the class attributes, override.
+
+    name: the registered name. n_inputs: how many inputs (None: one or more).
+    attrs: ``{name: Attr}``. kind: "layer", "activation", "merge", "shape",
+    "loss" or "input" (rendering and summaries use it). int_inputs: positions
+    of inputs that may be integer arrays (class labels).
+    """
+
+    name = None
+    n_inputs = 1
+    attrs = {}
+    kind = "layer"
+    int_inputs = ()
+    doc = ""
+
+    def infer(self, attrs, *shapes):
+        """Return the per-sample output shape; raise ShapeError if shapes do not fit."""
+        return shapes[0]
+
+    def params(self, attrs, *shapes):
+        """Return ``{param name: Param}`` in the order forward receives them."""
+        return {}
+
+    def forward(self, ctx, *arrays):
+        """Compute the output for a batch from inputs then params."""
+        raise NotImplementedError(f"op {self.name!r} has no forward")
+
+    def backward(self, ctx, dy):
+        """Return a tuple with one gradient per input then per param."""
+        raise NotImplementedError(f"op {self.name!r} has no backward")
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+
+class Activation:
+    """An elementwise activation given by f and its derivative.
+
+    ``derivative(x, y)`` is f'(x), given x and y = f(x), so that sigmoid can
+    use ``y * (1 - y)``. ``attrs`` maps extra keyword arguments of both
+    functions to their defaults (``{"alpha": 1.0}``).
+
+    >>> cube = Activation("cube", fn=lambda x: x**3, derivative=lambda x, y: 3 * x**2)
+    """
+
+    def __init__(self, name, fn, derivative, attrs=None, doc=""):
+        self.name = name
+        self.fn = fn
+        self.derivative = derivative
+        self.attrs = dict(attrs or {})
+        self.doc = doc or (fn.__doc__ or "").strip()
+
+    def __repr__(self):
+        return f"<activation {self.name}>"
+
+
+class ElementwiseOp(Op):
+    """The op the engine makes of an Activation: y = f(x), dx = dy * f'(x)."""
+
+    kind = "activation"
+
+    def __init__(self, activation):
+        self.activation = activation
+        self.name = activation.name
+        self.doc = activation.doc
+        self.attrs = {k: Attr(v, "float" if isinstance(v, float) else "any")
+                      for k, v in activation.attrs.items()}
+
+    def forward(self, ctx, x):
+        y = self.activation.fn(x, **ctx.attrs)
+        ctx.x, ctx.y = x, y
+        return y
+
+    def backward(self, ctx, dy):
+        return (dy * self.activation.derivative(ctx.x, ctx.y, **ctx.attrs),)
+
+
+class Initializer:
+    """A named way to fill a new param: ``fn(rng, shape, fan_in, fan_out, **attrs)``."""
+
+    def __init__(self, name, fn, attrs=None, doc=""):
+        self.name = name
+        self.fn = fn
+        self.attrs = dict(attrs or {})
+        self.doc = doc or (fn.__doc__ or "").strip()
+
+    def __call__(self, rng, shape, fan_in, fan_out, **attrs):
+        return np.asarray(self.fn(rng, tuple(shape), fan_in, fan_out,
+                                  **{**self.attrs, **attrs}), dtype=np.float64)
+
+    def __repr__(self):
+        return f"<initializer {self.name}>"
+
+
+@dataclass
+class Dataset:
+    """A named dataset: ``load(**options)`` returns ``{"train": {...}, "test": {...}}``.
+
+    Each split maps array names (matched to a graph's input names) to arrays
+    with the samples along the first axis.
+    """
+
+    name: str
+    load: object
+    doc: str = ""
+    options: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        return f"<dataset {self.name}>"
+
+
+def same_shape(op_name, shapes):
+    """Shape helper: all inputs must share one per-sample shape; return it."""
+    first = shapes[0]
+    for s in shapes[1:]:
+        if s != first:
+            raise ShapeError(f"{op_name} needs inputs of one shape, got {list(shapes)}")
+    return first

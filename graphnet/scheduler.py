@@ -1,0 +1,324 @@
+"""Compile a Graph into a Program (ops resolved, attrs checked, shapes inferred),
+and a Program into flat Plans that run forward and backward.
+
+A Plan is made once per set of requested outputs: the nodes those outputs
+need, in topological order, each a step ``(forward, backward, ctx, input
+slots, output slot)`` over one list of arrays. Running it makes no NetworkX
+call, no registry lookup and builds no per-node dicts.
+"""
+
+import math
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from .errors import FeedError, GraphError, GraphnetError, ShapeError, UnknownOpError, did_you_mean
+from .ops import Context, Param
+from .plugins import registry
+
+FLOAT_DTYPES = ("float32", "float64")
+INT_DTYPES = ("int64", "int32")
+
+
+@dataclass
+class Node:
+    """A node after compilation: its op object, full attrs, shapes and params."""
+
+    name: str
+    op: object
+    attrs: dict
+    inputs: list
+    shape: tuple          # per sample; () with no batch axis for a loss
+    dtype: str            # "float" for computed nodes, the declared dtype for inputs
+    params: dict          # param name -> Param
+
+    @property
+    def kind(self):
+        return self.op.kind
+
+    def param_keys(self):
+        return [f"{self.name}.{p}" for p in self.params]
+
+    def param_count(self):
+        return sum(math.prod(p.shape) for p in self.params.values())
+
+
+def check_attr(where, key, spec, value):
+    """Check one attr value against its Attr spec; return it normalised."""
+    kind = spec.kind
+
+    def bad(expected):
+        return GraphError(f"{where}: attr {key!r} must be {expected}, got {value!r}")
+
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise bad("an integer")
+        value = int(value)
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise bad("a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad("a finite number")
+    elif kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad("true or false")
+        value = bool(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif kind in ("shape", "int_list"):
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in value):
+            raise bad("a list of integers")
+        value = tuple(int(d) for d in value)
+        if kind == "shape" and any(d < -1 or d == 0 for d in value):
+            raise bad("a shape of positive sizes (one -1 allowed in reshape)")
+    elif kind == "init":
+        name = value.get("name") if isinstance(value, dict) else value
+        if not isinstance(name, str):
+            raise bad('an initializer name or {"name": ..., ...}')
+        try:
+            registry().get("initializer", name)
+        except UnknownOpError as exc:
+            raise GraphError(f"{where}: attr {key!r}: {exc}") from None
+    if spec.choices is not None and value not in spec.choices:
+        raise GraphError(f"{where}: attr {key!r} must be one of {list(spec.choices)}, "
+                         f"got {value!r}{did_you_mean(value, spec.choices)}")
+    if spec.min is not None and value < spec.min:
+        raise GraphError(f"{where}: attr {key!r} must be >= {spec.min}, got {value!r}")
+    if spec.max is not None and value > spec.max:
+        raise GraphError(f"{where}: attr {key!r} must be <= {spec.max}, got {value!r}")
+    return value
+
+
+def resolve_attrs(where, op, attrs):
+    """Fill defaults, refuse unknown or missing attrs, check each value."""
+    attrs = dict(attrs or {})
+    for key in attrs:
+        if key not in op.attrs:
+            known = ", ".join(op.attrs) or "none"
+            raise GraphError(f"{where}: unknown attr {key!r}{did_you_mean(key, op.attrs)}; "
+                             f"{op.name} takes: {known}")
+    full = {}
+    for key, spec in op.attrs.items():
+        if key in attrs:
+            full[key] = check_attr(where, key, spec, attrs[key])
+        elif spec.required:
+            raise GraphError(f"{where}: attr {key!r} is required ({spec.doc or spec.kind})")
+        else:
+            full[key] = spec.default
+    return full
+
+
+class Program:
+    """A checked graph: nodes in topological order with ops, shapes and params."""
+
+    def __init__(self, graph):
+        graph.check()
+        self.graph = graph
+        reg = registry()
+        order = {n: i for i, n in enumerate(graph.nx.nodes)}
+        names = list(nx.lexicographical_topological_sort(graph.nx, key=order.__getitem__))
+        self.nodes = {}
+        for name in names:
+            self.nodes[name] = self._compile_node(reg, name, graph.nx.nodes[name])
+        self.outputs = graph.outputs
+        self.losses = [n for n, node in self.nodes.items() if node.kind == "loss"]
+        self.inputs = [n for n, node in self.nodes.items() if node.kind == "input"]
+        for name, node in self.nodes.items():
+            for i in node.inputs:
+                if self.nodes[i].kind == "loss":
+                    raise GraphError(f"node {name!r} reads loss node {i!r}; a loss is a "
+                                     f"final scalar (backward sums several losses itself)")
+
+    def _compile_node(self, reg, name, data):
+        opname = data["op"]
+        try:
+            op = reg.get("op", opname)
+        except UnknownOpError as exc:
+            raise UnknownOpError(f"node {name!r}: {exc}") from None
+        where = f"node {name!r} ({opname})"
+        inputs = list(data.get("inputs", []))
+        if op.n_inputs is None:
+            if not inputs:
+                raise GraphError(f"{where} needs at least one input, got none")
+        elif len(inputs) != op.n_inputs:
+            raise GraphError(f"{where} takes {op.n_inputs} input(s), got {len(inputs)}: {inputs}")
+        attrs = resolve_attrs(where, op, data.get("attrs", {}))
+        if op.kind == "input":
+            if attrs["dtype"] not in FLOAT_DTYPES + INT_DTYPES:
+                raise GraphError(f"input {name!r}: dtype must be one of "
+                                 f"{list(FLOAT_DTYPES + INT_DTYPES)}, got {attrs['dtype']!r}")
+            return Node(name, op, attrs, [], tuple(attrs["shape"]), attrs["dtype"], {})
+        shapes = []
+        for pos, i in enumerate(inputs):
+            src = self.nodes[i]
+            if src.dtype in INT_DTYPES and pos not in op.int_inputs:
+                raise GraphError(f"{where}: input {pos} is {i!r} of integer dtype "
+                                 f"{src.dtype}; {opname} needs float data there "
+                                 f"(integer inputs are for class labels)")
+            shapes.append(src.shape)
+        try:
+            shape = tuple(op.infer(attrs, *shapes))
+            params = dict(op.params(attrs, *shapes))
+        except ShapeError as exc:
+            raise ShapeError(f"{where}: {exc}; its inputs {inputs} have per-sample shapes "
+                             f"{shapes}") from None
+        except GraphnetError:
+            raise
+        except Exception as exc:
+            raise GraphnetError(f"{where}: op {opname!r} failed to infer shapes for inputs "
+                                f"{shapes}: {type(exc).__name__}: {exc}") from exc
+        for pname, spec in params.items():
+            if not isinstance(spec, Param):
+                raise GraphnetError(f"{where}: op {opname!r} declared param {pname!r} as "
+                                    f"{spec!r}, not a graphnet.Param")
+        return Node(name, op, attrs, inputs, shape, "float", params)
+
+    def param_count(self):
+        return sum(node.param_count() for node in self.nodes.values())
+
+
+class Plan:
+    """The flat steps that compute ``targets`` from the feeds and the params."""
+
+    def __init__(self, program, targets):
+        nodes = program.nodes
+        needed = set(targets)
+        for t in targets:
+            needed |= nx.ancestors(program.graph.nx, t)
+        order = [n for n in nodes if n in needed]
+        self.slot = {}
+        for n in order:
+            self.slot[n] = len(self.slot)
+        self.param_slots = []                  # (slot, param key)
+        for n in order:
+            for key in nodes[n].param_keys():
+                self.param_slots.append((len(self.slot), key))
+                self.slot[key] = len(self.slot)
+        self.size = len(self.slot)
+        self.targets = [(t, self.slot[t]) for t in targets]
+        self.feeds = [(n, self.slot[n], nodes[n]) for n in order if nodes[n].kind == "input"]
+        self.losses = [(n, self.slot[n]) for n in order if nodes[n].kind == "loss"]
+        self.steps = []
+        self.contexts = []
+        for n in order:
+            node = nodes[n]
+            if node.kind == "input":
+                continue
+            ins = tuple(self.slot[i] for i in node.inputs) + tuple(
+                self.slot[k] for k in node.param_keys())
+            ctx = Context(n, node.attrs, tuple(nodes[i].shape for i in node.inputs), node.shape)
+            self.contexts.append(ctx)
+            self.steps.append((node.op.forward, node.op.backward, ctx, ins, self.slot[n]))
+        self._grad_mode = None
+        self.training = None
+        self.checked = False
+
+    def set_mode(self, training, rng):
+        """Tell every context whether this run is training (dropout on) and the rng."""
+        if training != self.training:
+            for ctx in self.contexts:
+                ctx.training = training
+                ctx.rng = rng
+            self.training = training
+
+    def run_forward(self, vals):
+        for forward, _, ctx, ins, out in self.steps:
+            vals[out] = forward(ctx, *[vals[i] for i in ins])
+        return vals
+
+    def set_grad_mode(self, input_grads):
+        """Mark which inputs and params need gradients, for ctx.needs_grad."""
+        if self._grad_mode == input_grads:
+            return
+        flows = set(k for _, k in self.param_slots)
+        if input_grads:
+            flows |= {n for n, _, node in self.feeds if node.dtype in FLOAT_DTYPES}
+        slot_names = {s: n for n, s in self.slot.items()}
+        live = {self.slot[k] for k in flows}
+        for _, _, ctx, ins, out in self.steps:
+            ctx.needs_grad = tuple(i in live for i in ins)
+            if any(ctx.needs_grad):
+                live.add(out)
+        self.slot_names = slot_names
+        self._grad_mode = input_grads
+
+    def run_backward(self, vals, seeds):
+        """Walk the steps in reverse from ``seeds`` ({slot: gradient}); sum at fan-out."""
+        grads = [None] * self.size
+        for s, g in seeds.items():
+            grads[s] = g
+        check = not self.checked
+        for _, backward, ctx, ins, out in reversed(self.steps):
+            g = grads[out]
+            if g is None or not any(ctx.needs_grad):
+                continue
+            results = backward(ctx, g)
+            if check:
+                self._check_backward(ctx, ins, results, vals)
+            for i, gi, need in zip(ins, results, ctx.needs_grad):
+                if gi is None or not need:
+                    continue
+                prev = grads[i]
+                grads[i] = gi if prev is None else prev + gi
+        self.checked = True
+        return grads
+
+    def _check_backward(self, ctx, ins, results, vals):
+        """Once per plan: one gradient per input and param, each of its input's shape."""
+        names = [self.slot_names[i] for i in ins]
+        if not isinstance(results, (tuple, list)) or len(results) != len(ins):
+            raise GraphnetError(
+                f"node {ctx.node!r}: backward must return one gradient per input and param "
+                f"({len(ins)}: {names}), got {type(results).__name__} of "
+                f"{len(results) if isinstance(results, (tuple, list)) else 1}")
+        for name, i, gi, need in zip(names, ins, results, ctx.needs_grad):
+            if gi is not None and need and np.shape(gi) != np.shape(vals[i]):
+                raise GraphnetError(f"node {ctx.node!r}: backward returned a gradient of shape "
+                                    f"{np.shape(gi)} for {name!r}, whose value has shape "
+                                    f"{np.shape(vals[i])}")
+
+
+def check_feeds(plan, feeds, dtype, all_inputs):
+    """Convert and check the feeds a plan needs; return {slot: array} and the batch size."""
+    if not isinstance(feeds, dict):
+        raise FeedError(f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
+    for key in feeds:
+        if key not in all_inputs:
+            raise FeedError(f"feed {key!r} is not an input of the model"
+                            f"{did_you_mean(key, all_inputs)}; inputs are {list(all_inputs)}")
+    out = {}
+    batch = None
+    for name, slot, node in plan.feeds:
+        if name not in feeds:
+            raise FeedError(f"input {name!r} is missing from the feeds; it is needed for "
+                            f"{[t for t, _ in plan.targets]}. Feed it, or ask only for outputs "
+                            f"that do not need it")
+        arr = np.asarray(feeds[name])
+        if node.dtype in INT_DTYPES:
+            if arr.dtype.kind not in "iu":
+                raise FeedError(f"input {name!r} holds class labels and needs an integer "
+                                f"array, got {arr.dtype}; convert with .astype(int)")
+        else:
+            if arr.dtype.kind not in "fiub":
+                raise FeedError(f"input {name!r} needs numbers, got an array of {arr.dtype}")
+            if arr.dtype != dtype:  # float inputs run in the model's dtype
+                arr = arr.astype(dtype)
+        if arr.ndim != len(node.shape) + 1 or arr.shape[1:] != node.shape:
+            hint = ""
+            if arr.shape == node.shape:
+                hint = "; it looks like one sample: add a batch axis with x[None]"
+            elif arr.ndim == 1 and node.shape == (1,):
+                hint = "; reshape it to (N, 1) with x.reshape(-1, 1)"
+            raise FeedError(f"input {name!r} needs shape (N, {', '.join(map(str, node.shape))})"
+                            .replace(", )", ")") + f", got {arr.shape}{hint}")
+        if batch is None:
+            batch = arr.shape[0]
+        elif arr.shape[0] != batch:
+            raise FeedError(f"input {name!r} has {arr.shape[0]} samples but other inputs have "
+                            f"{batch}; every input needs the same batch size")
+        out[slot] = arr
+    return out, batch
