@@ -188,6 +188,33 @@ class Graph:
         g.nx.graph["outputs"] = [str(o) for o in outs]
         return g
 
+    def to_dict(self):
+        """The JSON form as a dict (see graphnet.serialize)."""
+        from .serialize import graph_to_dict
+        return graph_to_dict(self)
+
+    def to_json(self, path=None):
+        """The JSON form as text; with a path, also write it there."""
+        from .serialize import graph_to_json
+        return graph_to_json(self, path)
+
+    @classmethod
+    def from_dict(cls, data):
+        """A Graph from the JSON form's dict, checked against the schema."""
+        from .serialize import graph_from_dict
+        return graph_from_dict(data)
+
+    @classmethod
+    def from_json(cls, path_or_text):
+        """A Graph from a model file's path or from JSON text."""
+        from .serialize import graph_from_json
+        return graph_from_json(path_or_text)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Show the graph as SVG in Jupyter."""
+        from .render import render
+        return render(self)._repr_mimebundle_(include=include, exclude=exclude)
+
     def __repr__(self):
         return (f"<Graph {self.name!r}: {self.nx.number_of_nodes()} nodes, "
                 f"outputs {self.outputs}>")

@@ -187,6 +187,17 @@ class Model:
                 parts[k].append(np.array(v))
         return {k: np.concatenate(v) if v else np.empty((0,)) for k, v in parts.items()}
 
+    # --- training (graphnet.train) -----------------------------------------
+    def fit(self, data, **kwargs):
+        """Train on ``data`` (a dict of arrays); see ``graphnet.train.fit``."""
+        from .train import fit
+        return fit(self, data, **kwargs)
+
+    def evaluate(self, data, **kwargs):
+        """Losses and metrics on ``data``; see ``graphnet.train.evaluate``."""
+        from .train import evaluate
+        return evaluate(self, data, **kwargs)
+
     # --- describing ----------------------------------------------------------
     def summary(self):
         """A table of node, op, output shape and param count, with totals (as Keras prints)."""
@@ -209,6 +220,11 @@ class Model:
                           *body, line, f"Total params: {total:,} ({_human(nbytes)})",
                           f"Outputs: {', '.join(self.outputs) or '-'}    "
                           f"Losses: {', '.join(self.losses) or '-'}"])
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Show the model as SVG in Jupyter."""
+        from .render import render
+        return render(self)._repr_mimebundle_(include=include, exclude=exclude)
 
     def __repr__(self):
         return (f"<Model {self.name!r}: {len(self.program.nodes)} nodes, "
