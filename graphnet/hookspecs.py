@@ -71,6 +71,23 @@ def graphnet_optimizers():
 
 
 @hookspec
+def graphnet_schedules():
+    """Return a list of ``graphnet.Schedule`` subclasses to register.
+
+    A schedule maps the update number ``t`` (0 for the first) to a learning
+    rate; each class has a ``name`` and takes its settings as keyword
+    arguments. ``graphnet.schedule(name, **settings)`` builds one, and any
+    optimizer takes it (or its dict form ``{"name": ..., ...}``) as ``lr``.
+
+    Example::
+
+        @graphnet.hookimpl
+        def graphnet_schedules():
+            return [Halving]
+    """
+
+
+@hookspec
 def graphnet_initializers():
     """Return a list of ``graphnet.Initializer`` objects to register.
 
