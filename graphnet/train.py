@@ -53,9 +53,9 @@ def accuracy(loss_op, pred, target):
     if loss_op == "softmax_cross_entropy":
         guess = pred.argmax(axis=1)
         truth = target if target.ndim == 1 else target.argmax(axis=1)
-        return float(np.mean(guess == truth))
+        return np.count_nonzero(guess == truth) / len(guess)
     if loss_op == "binary_cross_entropy":
-        return float(np.mean((pred > 0) == (target > 0.5)))
+        return np.count_nonzero((pred > 0) == (target > 0.5)) / pred.size
     raise GraphnetError(f"accuracy is defined for the losses {list(CLASSIFICATION_LOSSES)}, "
                         f"not {loss_op!r}")
 
@@ -358,14 +358,14 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
         last = run.stop or epoch + 1 == epochs
         if checkpoint is not None and not last:
             _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, epoch + 1, epochs,
-                             None)
+                             None, batch_size, shuffle)
         if run.stop:
             break
     for cb in callbacks:
         cb.on_train_end(run)
     if checkpoint is not None and history.rows and len(history) > start:
         _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, history.rows[-1]["epoch"],
-                         epochs, history.stop_reason or "done")
+                         epochs, history.stop_reason or "done", batch_size, shuffle)
     return history
 
 
@@ -426,12 +426,18 @@ def find_nonfinite(model, grads=None):
 
 
 def _finite(a):
-    """True if every value is finite: a cheap sum first, the exact check only if it fails."""
+    """True if every value is finite: a cheap sum first, the exact check only if it fails
+    (a sum of finite values can overflow; a NaN or an infinity always shows in it)."""
     a = np.asarray(a)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(a.sum()):
-            return True
-    return bool(np.isfinite(a).all())
+    return math.isfinite(np.add.reduce(a, axis=None)) or bool(np.isfinite(a).all())
+
+
+def _all_finite(grads):
+    """The guard's per-batch check of every gradient, kept to one reduction per array."""
+    total = 0.0
+    for g in grads.values():
+        total += float(np.add.reduce(g, axis=None))
+    return math.isfinite(total) or all(np.isfinite(g).all() for g in grads.values())
 
 
 def _count(a):
@@ -441,7 +447,7 @@ def _count(a):
 
 
 def _guard(model, loss, grads, opt, epoch, batch):
-    if math.isfinite(loss) and all(_finite(g) for g in grads.values()):
+    if math.isfinite(loss) and _all_finite(grads):
         return
     where = find_nonfinite(model, grads) or f"the loss is {loss}"
     raise TrainingError(
@@ -462,9 +468,13 @@ def _load_checkpoint(path):
     return load_checkpoint(path)
 
 
-def _save_checkpoint(path, model, opt, history, shuffle_rng, epoch, epochs, finished):
+def _save_checkpoint(path, model, opt, history, shuffle_rng, epoch, epochs, finished,
+                     batch_size, shuffle):
+    """Save after an epoch. train_state is plain JSON-able data: the epochs done and asked
+    for, why training finished (None while it goes on, "done" after the last epoch, or a
+    callback's stop reason), the update count, the batching, and both generators' states."""
     state = {"epoch": int(epoch), "epochs": int(epochs), "finished": finished,
-             "step": int(opt.step_count),
+             "step": int(opt.step_count), "batch_size": int(batch_size), "shuffle": bool(shuffle),
              "rng": {"shuffle": shuffle_rng.bit_generator.state,
                      "model": model.rng.bit_generator.state}}
     _save(model, path, optimizer=opt, history=history.to_dict(), train_state=state)
