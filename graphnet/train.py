@@ -269,7 +269,8 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
         names, or ``{name: fn(pred, target) -> float}`` for each loss node.
     callbacks: Callback objects (see graphnet.callbacks).
     progress: a tqdm bar per epoch when stdout is a terminal.
-    seed: the shuffle seed (see the module doc for what it covers).
+    seed: the shuffle seed (see the module doc for what it covers); on resume the
+        checkpoint's generator states go on instead.
     checkpoint: a path; after every epoch the model, optimizer state, history
         and training state (epoch, generator states) are saved there.
     resume: a checkpoint path to continue from: params, optimizer state,
@@ -318,43 +319,24 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
             arrays = {k: v[order] for k, v in train_data.items()}
         else:
             arrays = train_data
-        totals = _Totals(measure)
         bar = _bar(bar_on, batches, epoch + 1, epochs)
-        shown = time.monotonic()
-        for b in range(batches):
-            run.batch = b + 1
-            lo = b * batch_size
-            feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
-            size = min(batch_size, n - lo)
-            outs = model.forward(feeds, outputs=measure.targets, training=True)
-            grads = model.backward()
-            logs = measure.batch(outs)
-            if nan_guard:
-                _guard(model, logs["loss"], grads, opt, epoch + 1, b + 1)
-            opt.step(model.params, grads)
-            totals.add(logs, size)
+        try:
+            totals = _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar)
+            row = {"epoch": epoch + 1, **totals.result()}
+            if val_data is not None:
+                row.update({f"val_{k}": v for k, v in
+                            _evaluate(model, val_data, measure, EVAL_BATCH_SIZE).items()})
+            row["lr"] = float(opt.lr)
+            row["seconds"] = time.perf_counter() - t0
             for cb in callbacks:
-                cb.on_batch_end(run, logs)
+                cb.on_epoch_end(run, row)
+            history.append(row)
             if bar is not None:
-                bar.update(1)
-                now = time.monotonic()
-                if now - shown >= 0.1:
-                    bar.set_postfix(_fmt(totals.result()), refresh=False)
-                    shown = now
-            if run.stop:
-                break
-        row = {"epoch": epoch + 1, **totals.result()}
-        if val_data is not None:
-            row.update({f"val_{k}": v for k, v in
-                        _evaluate(model, val_data, measure, EVAL_BATCH_SIZE).items()})
-        row["lr"] = float(opt.lr)
-        row["seconds"] = time.perf_counter() - t0
-        for cb in callbacks:
-            cb.on_epoch_end(run, row)
-        history.append(row)
-        if bar is not None:
-            bar.set_postfix(_fmt({k: v for k, v in row.items() if k not in ("epoch", "seconds")}))
-            bar.close()
+                bar.set_postfix(_fmt({k: v for k, v in row.items()
+                                      if k not in ("epoch", "seconds")}))
+        finally:
+            if bar is not None:
+                bar.close()
         last = run.stop or epoch + 1 == epochs
         if checkpoint is not None and not last:
             _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, epoch + 1, epochs,
@@ -367,6 +349,35 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
         _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, history.rows[-1]["epoch"],
                          epochs, history.stop_reason or "done", batch_size, shuffle)
     return history
+
+
+def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
+    """One pass over the (shuffled) arrays in mini-batches; return the epoch's _Totals."""
+    model, opt = run.model, run.optimizer
+    totals = _Totals(measure)
+    shown = time.monotonic()
+    for b in range(run.batches):
+        run.batch = b + 1
+        lo = b * batch_size
+        feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
+        outs = model.forward(feeds, outputs=measure.targets, training=True)
+        grads = model.backward()
+        logs = measure.batch(outs)
+        if nan_guard:
+            _guard(model, logs["loss"], grads, opt, run.epoch, b + 1)
+        opt.step(model.params, grads)
+        totals.add(logs, min(batch_size, n - lo))
+        for cb in callbacks:
+            cb.on_batch_end(run, logs)
+        if bar is not None:
+            bar.update(1)
+            now = time.monotonic()
+            if now - shown >= 0.1:   # tqdm redraws at most every 0.1 s; so does the postfix
+                bar.set_postfix(_fmt(totals.result()), refresh=False)
+                shown = now
+        if run.stop:
+            break
+    return totals
 
 
 def evaluate(model, data, batch_size=EVAL_BATCH_SIZE, metrics="auto"):
