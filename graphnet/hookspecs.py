@@ -1,6 +1,6 @@
 """The plugin API: one hook per kind of thing a plugin can add to graphnet.
 
-Every builtin op, activation, loss, optimizer, initializer and dataset comes
+Every builtin op, activation, loss, optimizer, schedule, initializer and dataset comes
 through these hooks, registered exactly like a third-party plugin. A plugin is
 any module or object with functions named after these hooks and marked with
 ``graphnet.hookimpl``. A distribution makes itself known through the
