@@ -93,7 +93,12 @@ class Optimizer:
         grads = self.begin_step(grads)
         step = self.step_count
         for name, grad in grads.items():
-            param = params[name]
+            try:
+                param = params[name]
+            except KeyError:
+                raise GraphnetError(f"optimizer {self.name!r}: there is a gradient for "
+                                    f"{name!r} but no such param{did_you_mean(name, params)}"
+                                    ) from None
             state = self.state.get(name)
             if state is None:
                 state = self.state[name] = self.init_state(param)

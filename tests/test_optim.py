@@ -402,3 +402,9 @@ def test_a_third_party_optimizer_gets_validation_schedules_and_clipping(signsgd)
 def test_builtins_come_through_the_plugin_hook():
     names = {e.name for e in gn.plugins.list("optimizer")}
     assert {"sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad"} <= names
+
+
+def test_a_gradient_without_its_param_is_named():
+    with pytest.raises(gn.GraphnetError, match=r"gradient for 'fc1.weigth' but no such param "
+                                               r"\(did you mean 'fc1.weight'"):
+        gn.optimizer("sgd").step({"fc1.weight": np.zeros(2)}, {"fc1.weigth": np.zeros(2)})
