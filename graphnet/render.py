@@ -20,6 +20,7 @@ group nodes into clusters. See docs/rendering.md.
 """
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -460,7 +461,7 @@ def _node_attrs(n, tail, outputs, show_shapes, show_params, overlay, values, sca
         total = sum(params)
         lines.append(f"{total:,} param" + ("" if total == 1 else "s"))
     if n.error:
-        lines.append("error: " + _clip(n.error, 60))
+        lines.extend(_wrap("error: " + _own_error(n), 40, 3))
     shape, style, fill = STYLES[n.kind]
     attrs = {"shape": shape, "style": style, "fillcolor": fill}
     if values is not None:
@@ -480,6 +481,20 @@ def _node_attrs(n, tail, outputs, show_shapes, show_params, overlay, values, sca
 def _escape(text):
     """Keep a backslash in a label literal (dot reads \\n, \\l and \\N specially)."""
     return text.replace("\\", "\\\\")
+
+
+def _own_error(n):
+    """The error without its "node 'x' (op): " prefix, which the node itself shows."""
+    prefix = f"node {n.name!r} ({n.op}): "
+    return n.error[len(prefix):] if n.error.startswith(prefix) else n.error
+
+
+def _wrap(text, width, lines):
+    out = textwrap.wrap(" ".join(str(text).split()), width) or [""]
+    if len(out) > lines:
+        out = out[:lines]
+        out[-1] = _clip(out[-1] + " ...", width)
+    return out
 
 
 def _clip(text, width):
