@@ -64,7 +64,9 @@ ERROR_COLOR = "#cc0000"
 PALETTE = ("#440154", "#482878", "#3e4989", "#31688e", "#26828e",
            "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725")
 NO_VALUE = "#dddddd"
-MIN_DECADES = 3   # an overlay's scale spans at least this many powers of ten
+# The scale: one colour per power of ten, the brightest holding the largest value; what is
+# ten or more decades below it gets the darkest. Fixed decades (not stretched to each
+# drawing's range) let two drawings be compared and keep a healthy net bright.
 
 # The attr shown bare after the op name (``dense 128``); other attrs show as key=value
 # when they differ from the default (activations show all of theirs).
@@ -231,10 +233,14 @@ def _partial(graph):
     ops = reg.tables()["op"]
     program = Program.__new__(Program)   # the per-node compiler alone, on a growing dict
     program.nodes = {}
+    cycle = {}
     try:
         order = list(nx.topological_sort(graph.nx))
-    except nx.NetworkXUnfeasible:       # a cycle: draw the declaration order
+    except nx.NetworkXUnfeasible:       # a cycle: draw the declaration order, mark the loop
         order = list(graph.nx.nodes)
+        loop = [u for u, _ in nx.find_cycle(graph.nx)]
+        text = "on a cycle: " + " -> ".join(loop + loop[:1])
+        cycle = dict.fromkeys(loop, text)
     nodes = []
     for name in order:
         data = graph.nx.nodes[name]
@@ -260,6 +266,7 @@ def _partial(graph):
                 node.attrs = _op_text(opname, op, compiled.attrs, compiled.dtype)
         elif op is None:
             node.error = f"unknown op {opname!r}"
+        node.error = node.error or cycle.get(name)
         if node.kind == "layer" and node.params == 0:
             node.kind = "layer0"
         nodes.append(node)
@@ -376,13 +383,12 @@ def _overlay_values(model, overlay):
 
 
 def _scale(values):
-    """(lo, hi) in log10 over the positive values, at least MIN_DECADES wide; None if none."""
+    """(lo, hi): the log10 range of the colours, hi the decade above the largest value."""
     logs = [math.log10(v) for v, _ in values.values() if v is not None and v > 0]
     if not logs:
         return None
-    hi = math.ceil(max(logs))
-    lo = min(math.floor(min(logs)), hi - MIN_DECADES)
-    return lo, hi
+    hi = math.floor(max(logs)) + 1
+    return hi - len(PALETTE), hi
 
 
 def _color(value, scale):
@@ -391,8 +397,7 @@ def _color(value, scale):
     if value <= 0:
         return PALETTE[0], "white"
     lo, hi = scale
-    t = (math.log10(value) - lo) / (hi - lo)
-    k = min(len(PALETTE) - 1, max(0, int(t * len(PALETTE))))
+    k = min(len(PALETTE) - 1, max(0, math.floor(math.log10(value)) - lo))
     return PALETTE[k], ("white" if k < 5 else "black")
 
 
@@ -531,10 +536,9 @@ def _legend(dot, nodes, overlay, scale, kinds):
         rows.append(f'<TR><TD COLSPAN="2"><B>{what}</B></TD></TR>')
         lo, hi = scale
         for k in reversed(range(len(PALETTE))):
-            a = 10 ** (lo + (hi - lo) * k / len(PALETTE))
-            b = 10 ** (lo + (hi - lo) * (k + 1) / len(PALETTE))
+            text = f"1e{lo + k} to 1e{lo + k + 1}" if k else f"below 1e{lo + 1}"
             rows.append(f'<TR><TD BGCOLOR="{PALETTE[k]}" WIDTH="18"> </TD>'
-                        f'<TD ALIGN="LEFT">{a:.1e} to {b:.1e}</TD></TR>')
+                        f'<TD ALIGN="LEFT">{text}</TD></TR>')
         rows.append(f'<TR><TD BGCOLOR="{NO_VALUE}"> </TD><TD ALIGN="LEFT">none</TD></TR>')
     if kinds:
         rows.append('<TR><TD COLSPAN="2"><B>node kinds</B></TD></TR>')

@@ -182,6 +182,18 @@ def test_a_graph_that_does_not_compile_still_draws_its_structure(tmp_path):
     assert "does not compile" in dot.source and "(8,) and (5,)" in dot.source
 
 
+def test_a_cycle_is_drawn_with_the_loop_marked():
+    import networkx as nx
+    G = nx.DiGraph()
+    G.add_node("x", op="input", shape=(2,))
+    G.add_node("a", op="add", inputs=["x", "b"])
+    G.add_node("b", op="relu", inputs=["a"])
+    g = gn.Graph.from_networkx(G, outputs=["b"])
+    source = gn.render(g).source
+    assert "does not compile: the graph has a cycle" in source
+    assert source.count("tooltip=\"on a cycle") == 2      # a and b, not x
+
+
 def test_a_graph_renders_without_allocating_its_params():
     g = gn.Graph("huge")
     x = g.input("x", shape=(100_000,))
