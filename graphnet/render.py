@@ -123,8 +123,8 @@ def render(obj, path=None, format=None, rankdir="TB", show_shapes=True, show_par
         nodes = _fold(nodes, outputs)
     dot = _draw(obj, nodes, outputs, title, rankdir, show_shapes, show_params, overlay, values,
                 legend)
-    if fmt is not None:
-        dot.format = "svg" if fmt == "dot" else fmt
+    if fmt not in (None, "dot"):
+        dot.format = fmt
     if path is not None:
         _write(dot, Path(path), fmt)
     return dot
@@ -514,12 +514,12 @@ def _emit_groups(dot, groups):
         parts = g.split("/") if g else []
         for k in range(len(parts)):
             parent, child = "/".join(parts[:k]), "/".join(parts[:k + 1])
-            children.setdefault(parent, set()).add(child)
+            children.setdefault(parent, {})[child] = None   # in the order they appear
 
     def emit(graph, group):
         for node_id, attrs in groups.get(group, []):
             graph.node(node_id, **attrs)
-        for child in sorted(children.get(group, ())):
+        for child in children.get(group, ()):
             with graph.subgraph(name=f"cluster_{child}") as sub:
                 sub.attr(label=child.rsplit("/", 1)[-1], style="rounded,dashed",
                          color="#888888", fontcolor="#444444")
