@@ -37,7 +37,7 @@ def registered(obj):
 
 
 def check_op(op, input_shapes, attrs=None, batch=3, seed=0, tolerance=1e-6,
-             int_inputs=None, classes=3, inputs=True):
+             int_inputs=None, classes=3, inputs=True, training=False):
     """Gradient-check one op (a registered name, an Op or an Activation).
 
     Builds inputs of the given per-sample shapes, the op, and (unless the op
@@ -45,6 +45,7 @@ def check_op(op, input_shapes, attrs=None, batch=3, seed=0, tolerance=1e-6,
     shape the op inferred and that backward matches finite differences in
     float64. Returns the GradcheckReport; raises AssertionError if it fails.
     ``int_inputs`` lists input positions fed integer labels in [0, classes).
+    ``training=True`` checks the training-mode pass (dropout's mask is replayed).
     """
     rng = np.random.default_rng(seed)
     cm = registered(op) if isinstance(op, (Op, Activation)) else contextlib.nullcontext(op)
@@ -72,7 +73,8 @@ def check_op(op, input_shapes, attrs=None, batch=3, seed=0, tolerance=1e-6,
         expected = () if node.kind == "loss" else (batch, *node.shape)
         assert out.shape == expected, (
             f"op {name!r}: forward returned shape {out.shape}, but infer() said {expected}")
-        report = gradcheck(model, feeds, inputs=inputs, tolerance=tolerance, seed=seed)
+        report = gradcheck(model, feeds, inputs=inputs, tolerance=tolerance, seed=seed,
+                           training=training)
         assert report.ok, f"op {name!r} failed its gradient check:\n{report}"
         return report
 
