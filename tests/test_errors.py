@@ -312,3 +312,25 @@ def test_op_whose_backward_returns_the_wrong_number_of_gradients():
         model.forward({"x": X, "t": X})
         with raises(GraphnetError, "'bad'", "one gradient per input"):
             model.backward(inputs=True)
+
+
+def test_empty_batch_refused_for_a_loss_but_fine_for_predict(model):
+    with raises(FeedError, "'loss'", "no samples"):
+        model.forward({"x": X[:0], "y": Y[:0]})
+    assert model.predict({"x": X[:0]})["out"].shape == (0, 2)
+
+
+def test_input_shapes_must_be_positive():
+    g = gn.Graph()
+    g.input("x", (-1, 3))
+    with raises(ShapeError, "'x'", "(-1, 3)"):
+        gn.Model(g)
+    g = gn.Graph()
+    g.input("x", (0,))
+    with raises(GraphError, "'x'", "shape"):
+        gn.Model(g)
+
+
+def test_model_of_something_that_is_not_a_graph():
+    with raises(GraphnetError, "DiGraph", "from_networkx"):
+        gn.Model(nx.DiGraph())

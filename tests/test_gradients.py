@@ -224,3 +224,12 @@ def test_report_lists_every_param_and_counts_entries():
     assert set(report.errors) == set(model.params)
     assert report.checked == sum(min(p.size, 4) for p in model.params.values())
     assert "OK" in str(report)
+
+
+def test_integer_valued_feeds_of_float_inputs_are_checked_too():
+    g, x, t = regression()
+    g.add("mse", g.add("dense", x, units=3), t, name="loss")
+    model = gn.Model(g, dtype="float64")
+    feeds = {"x": np.arange(20).reshape(5, 4) % 3, "t": np.zeros((5, 3), dtype=int)}
+    report = assert_grads(model, feeds, inputs=True)
+    assert {"x", "t"} <= set(report.errors)

@@ -228,3 +228,14 @@ def test_summary_table():
 
 def test_model_repr():
     assert "131 params" in repr(gn.Model(classifier()))
+
+
+def test_replacing_model_rng_is_honoured_by_dropout():
+    g = gn.Graph()
+    g.output(g.add("dropout", g.input("x", (50,)), rate=0.5, name="d"))
+    a, b = gn.Model(g, seed=1), gn.Model(g, seed=2)
+    ones = {"x": np.ones((4, 50))}
+    a.forward(ones, training=True)           # compile a's plan with its first rng
+    a.rng, b.rng = np.random.default_rng(9), np.random.default_rng(9)
+    np.testing.assert_array_equal(a.forward(ones, training=True)["d"],
+                                  b.forward(ones, training=True)["d"])
