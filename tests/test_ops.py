@@ -258,3 +258,62 @@ def test_float32_model_stays_float32():
     assert {k: v.dtype for k, v in grads.items()} == {k: np.float32 for k in grads}
     assert set(grads) == set(model.params) | {"x", "x2", "t"}
     assert all(p.dtype == np.float32 for p in model.params.values())
+
+
+# --- property tests: broadcasting, concat and reshape over many shapes ------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def broadcast_pair(draw):
+    """Two per-sample shapes that broadcast by numpy's rules (ranks 0 to 3)."""
+    out = draw(st.lists(st.integers(1, 3), min_size=0, max_size=3))
+    shapes = []
+    for _ in range(2):
+        rank = draw(st.integers(0, len(out)))
+        tail = out[len(out) - rank:]
+        shapes.append(tuple(d if draw(st.booleans()) else 1 for d in tail))
+    return shapes
+
+
+@SETTINGS
+@given(shapes=broadcast_pair(), op=st.sampled_from(["add", "sub", "mul"]))
+def test_merges_broadcast_per_sample(shapes, op):
+    sa, sb = shapes
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, *sa)), rng.normal(size=(2, *sb))
+    out = run(op, [a, b])
+    rank = max(len(sa), len(sb))
+    pad = lambda x, s: x.reshape((2,) + (1,) * (rank - len(s)) + s)  # noqa: E731
+    expected = {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](pad(a, sa), pad(b, sb))
+    np.testing.assert_allclose(out, expected)
+    assert check_op(op, [sa, sb], batch=2).max_error < 1e-6
+
+
+@SETTINGS
+@given(base=st.lists(st.integers(1, 3), min_size=1, max_size=3), data=st.data())
+def test_concat_any_axis(base, data):
+    axis = data.draw(st.integers(-len(base), len(base) - 1))
+    k = axis % len(base)
+    sizes = data.draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+    shapes = [tuple(base[:k] + [s] + base[k + 1:]) for s in sizes]
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(2, *s)) for s in shapes]
+    np.testing.assert_array_equal(run("concat", arrays, {"axis": axis}),
+                                  np.concatenate(arrays, axis=k + 1))
+    assert check_op("concat", shapes, {"axis": axis}, batch=2).max_error < 1e-6
+
+
+@SETTINGS
+@given(dims=st.lists(st.integers(1, 4), min_size=1, max_size=3), data=st.data())
+def test_reshape_with_minus_one(dims, data):
+    size = int(np.prod(dims))
+    target = list(data.draw(st.permutations(dims)))
+    target[data.draw(st.integers(0, len(target) - 1))] = -1
+    x = np.arange(2.0 * size).reshape(2, *dims)
+    np.testing.assert_array_equal(run("reshape", [x], {"shape": target}),
+                                  x.reshape(2, *target))
+    assert check_op("reshape", [tuple(dims)], {"shape": target}, batch=2).max_error < 1e-6
