@@ -101,6 +101,8 @@ def test_outputs_that_do_not_exist():
     g = mlp()
     with raises(GraphError, "'outt'", "did you mean 'out'"):
         g.output("outt")
+    with raises(GraphError, "output()"):
+        g.output()
     G = mlp().nx.copy()
     g2 = gn.Graph.from_networkx(G, outputs=["nope"])
     with raises(GraphError, "'nope'"):
