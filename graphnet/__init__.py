@@ -15,6 +15,7 @@ from .model import Model
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
 from .optim import Optimizer, optimizer
 from .plugins import hookimpl
+from .render import render
 from .schedules import Schedule, schedule
 from .train import History
 
@@ -25,7 +26,7 @@ __all__ = [
     "FeedError", "GradcheckReport", "Graph", "GraphError", "GraphnetError", "Initializer",
     "Model", "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "SchemaError",
     "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "optimizer",
-    "plugins",
+    "plugins", "render",
 ]
 
 # training: schedules, the fit loop's History and callbacks
