@@ -8,17 +8,23 @@ per epoch), computes the metrics, runs the NaN/Inf guard and its callbacks.
 Times are CPU seconds of this process (``time.process_time``, less disturbed
 by other processes than the wall clock), the best of ``--repeat`` rounds in
 which every variant runs once, in microseconds per batch; the variants switch
-fit's extras off one at a time to show where the overhead goes. Run with
-``OMP_NUM_THREADS=1`` so that BLAS threads do not blur the CPU time.
+fit's extras off one at a time to show where the overhead goes. BLAS is
+pinned to one thread so that its thread pool does not blur the CPU time.
 """
 
 import argparse
+import os
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")   # before numpy is imported
 
-import graphnet as gn
-from graphnet.datasets import load_digits
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import graphnet as gn  # noqa: E402
+from graphnet.datasets import load_digits  # noqa: E402
 
 
 def digits_mlp(hidden):

@@ -12,10 +12,14 @@ f it reaches, and the best lr with no stability condition.
 
 import argparse
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 
-import graphnet as gn
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import graphnet as gn  # noqa: E402
 
 START = (-1.5, 2.0)
 GRID = sorted({round(c * 10.0 ** k, 10) for k in range(-5, 1) for c in (1, 2, 5)}
