@@ -7,6 +7,8 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphnet as gn
 import graphnet.train as train
@@ -88,6 +90,23 @@ def test_the_last_partial_batch_is_kept():
         for lo in (0, 4, 8):
             manual.forward({k: v[lo:lo + 4] for k, v in data.items()}, training=True)
             opt2.step(manual.params, manual.backward())
+    assert_params_equal(fitted, manual)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 9), batch_size=st.integers(1, 12), epochs=st.integers(1, 3))
+def test_fit_without_shuffle_is_the_slicing_loop_for_any_sizes(n, batch_size, epochs):
+    data = regression_data(n)
+    fitted, manual = model64(), model64()
+    opt = gn.optimizer("rmsprop", lr=0.01)
+    fitted.fit(data, optimizer=opt, epochs=epochs, batch_size=batch_size, shuffle=False,
+               progress=False)
+    opt2 = gn.optimizer("rmsprop", lr=0.01)
+    for _ in range(epochs):
+        for lo in range(0, n, batch_size):
+            manual.forward({k: v[lo:lo + batch_size] for k, v in data.items()}, training=True)
+            opt2.step(manual.params, manual.backward())
+    assert opt.step_count == opt2.step_count == epochs * -(-n // batch_size)
     assert_params_equal(fitted, manual)
 
 
