@@ -29,6 +29,7 @@ same seeds, same data, same settings give bit-identical params.
 
 import math
 import numbers
+import shutil
 import sys
 import time
 
@@ -596,8 +597,11 @@ def _bar(on, total, epoch, epochs):
     if not on:
         return None
     from tqdm import tqdm
+    # the size from shutil, which falls back to 80x24 where a pseudo-terminal reports
+    # 0x0 (tqdm would then draw nothing at all)
+    cols, rows = shutil.get_terminal_size()
     return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", mininterval=0.1,
-                file=sys.stdout, leave=True, dynamic_ncols=True)
+                file=sys.stdout, leave=True, ncols=cols, nrows=rows)
 
 
 def _fmt(values):
