@@ -14,13 +14,14 @@ from .model import Model
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
 from .optim import Optimizer, optimizer
 from .plugins import hookimpl
+from .serialize import Checkpoint, load, load_checkpoint, model_schema, save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Attr", "CheckpointError", "Context", "CycleError", "DataError", "Dataset",
-    "FeedError", "GradcheckReport", "Graph", "GraphError", "GraphnetError", "Initializer",
-    "Model", "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "SchemaError",
-    "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "optimizer",
-    "plugins",
+    "Activation", "Attr", "Checkpoint", "CheckpointError", "Context", "CycleError",
+    "DataError", "Dataset", "FeedError", "GradcheckReport", "Graph", "GraphError",
+    "GraphnetError", "Initializer", "Model", "Op", "Optimizer", "Param", "PluginError",
+    "REQUIRED", "SchemaError", "ShapeError", "TrainingError", "UnknownOpError", "gradcheck",
+    "hookimpl", "load", "load_checkpoint", "model_schema", "optimizer", "plugins", "save",
 ]
