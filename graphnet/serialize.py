@@ -410,13 +410,55 @@ def _is_integer(checker, instance):
 _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
-_validator_cache = [None, None]  # (tables, validator): rebuilt when the plugins change
+_validator_cache = [None, None]  # (tables, validators): rebuilt when the plugins change
+
+
+class _Validators:
+    """The schema as jsonschema validators, split for speed.
+
+    The published schema picks a node's attrs with one if/then per op, which
+    costs every node a test against every op. Here the same subschemas are
+    applied directly: the whole schema without the per-op cases, then each
+    node against ``$defs/op_<its op>``. The errors are the same.
+    """
+
+    def __init__(self, tables):
+        self.schema = _build_schema(tables)
+        defs = copy.deepcopy(self.schema["$defs"])
+        cases = defs["node"].pop("allOf")
+        lean = {k: v for k, v in self.schema.items() if k != "$defs"}
+        self.whole = _Validator(_inline(lean, defs))
+        self.per_op = {c["if"]["properties"]["op"]["const"]: _Validator(_inline(c["then"], defs))
+                       for c in cases}
+
+    def iter_errors(self, data):
+        """(JSON path, error) for every problem."""
+        for e in self.whole.iter_errors(data):
+            yield tuple(e.absolute_path), e
+        nodes = data.get("nodes") if isinstance(data, dict) else None
+        for i, node in enumerate(nodes if isinstance(nodes, list) else []):
+            op = node.get("op") if isinstance(node, dict) else None
+            if isinstance(op, str) and op in self.per_op:
+                for e in self.per_op[op].iter_errors(node):
+                    yield ("nodes", i) + tuple(e.absolute_path), e
+
+
+def _inline(schema, defs):
+    """The schema with every local $ref replaced by its target (jsonschema runs faster)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline(defs[ref[len("#/$defs/"):]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
 
 
 def _validator():
     tables = _tables()
     if _validator_cache[0] is not tables:
-        _validator_cache[:] = [tables, _Validator(_build_schema(tables))]
+        _validator_cache[:] = [tables, _Validators(tables)]
     return _validator_cache[1]
 
 
@@ -547,17 +589,17 @@ def _check_schema(data, source):
     errors = list(_validator().iter_errors(data))
     if not errors:
         return
-    errors.sort(key=lambda e: _order(data, e))
-    raise _translate(errors[0], data, source, len(errors) - 1)
+    errors.sort(key=lambda pe: _order(data, *pe))
+    raise _translate(*errors[0], data, source, len(errors) - 1)
 
 
 _PRIORITY = {"additionalProperties": 0, "required": 1, "type": 2, "const": 3, "enum": 4}
 
 
-def _order(data, error):
+def _order(data, path, error):
     """Sort errors in document order (then the most basic complaint first)."""
     key, cur = [], data
-    for p in error.absolute_path:
+    for p in path:
         if isinstance(cur, dict):
             keys = list(cur)
             key.append(keys.index(p) if p in keys else len(keys))
@@ -570,9 +612,8 @@ def _order(data, error):
     return key, _PRIORITY.get(error.validator, 9)
 
 
-def _translate(error, data, source, more):
+def _translate(path, error, data, source, more):
     """A jsonschema error as a graphnet message: path, node, expected, found."""
-    path = tuple(error.absolute_path)
     v, value, schema = error.validator, error.instance, error.schema
     node = _node_of(data, path)
     cls = SchemaError
@@ -683,10 +724,9 @@ def _found(value):
         return f"the number {value!r}"
     if isinstance(value, str):
         return f"the string {value!r:.60}"
-    if isinstance(value, list):
-        return f"a list {json.dumps(value)[:60]}"
-    if isinstance(value, dict):
-        return f"an object {json.dumps(value)[:60]}"
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, default=lambda o: getattr(o, "text", None))[:60]
+        return f"a list {text}" if isinstance(value, list) else f"an object {text}"
     return f"{type(value).__name__} {value!r:.60}"
 
 
