@@ -36,8 +36,7 @@ from importlib import resources
 import jsonschema
 import numpy as np
 
-from .errors import (CheckpointError, CycleError, GraphError, GraphnetError, SchemaError,
-                     UnknownOpError, did_you_mean)
+from .errors import CheckpointError, GraphnetError, SchemaError, UnknownOpError, did_you_mean
 from .graph import NAME, Graph
 
 FORMAT = "graphnet-model/1"
@@ -101,7 +100,7 @@ def graph_to_json(graph, path=None):
     text = json.dumps(graph_to_dict(graph), indent=2, allow_nan=False) + "\n"
     if path is not None:
         data = text.encode("utf-8")
-        _atomic_write(path, lambda f: f.write(data), SchemaError)
+        _atomic_write(path, lambda f: f.write(data), GraphnetError)
     return text
 
 

@@ -9,7 +9,6 @@ import random
 import tempfile
 
 import jsonschema
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

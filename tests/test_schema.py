@@ -40,7 +40,8 @@ def test_schema_declares_each_op_with_its_attrs():
     assert dense["properties"]["use_bias"]["default"] is True
     assert dense["additionalProperties"] is False
     assert defs["op_dropout"]["properties"]["attrs"]["properties"]["rate"]["maximum"] == 0.999
-    assert defs["op_mse"]["properties"]["attrs"]["properties"]["reduction"]["enum"] == ["mean", "sum"]
+    mse = defs["op_mse"]["properties"]["attrs"]["properties"]
+    assert mse["reduction"]["enum"] == ["mean", "sum"]
     assert defs["op_add"]["properties"]["inputs"] == {"minItems": 2, "maxItems": 2}
     assert defs["op_concat"]["properties"]["inputs"] == {"minItems": 1}
     # activations: attrs from Activation.attrs defaults

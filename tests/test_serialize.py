@@ -492,3 +492,24 @@ def test_training_unknown_dataset():
 def test_training_dataset_and_data_together():
     msg = error_of(base(training={"dataset": "digits", "data": "d.npz"}), gn.SchemaError)
     assert "training.data" in msg and "not both" in msg
+
+
+def test_to_json_refuses_values_json_cannot_hold():
+    g = gn.Graph("bad")
+    x = g.input("x", shape=(2,))
+    g.add("dense", x, units=3, init=object(), name="fc")
+    with pytest.raises(gn.SchemaError, match="node 'fc': attr 'init'.*cannot be written as JSON"):
+        g.to_json()
+    g = gn.Graph("nan")
+    x = g.input("x", shape=(2,))
+    g.add("elu", x, alpha=float("nan"), name="e")
+    with pytest.raises(gn.SchemaError, match="node 'e': attr 'alpha'.*not a finite number"):
+        g.to_dict()
+
+
+def test_schema_key_of_a_file_is_accepted_and_not_written_back():
+    d = base()
+    d["$schema"] = "../../graphnet/schema/model-1.json"
+    out = gn.Graph.from_dict(d).to_dict()
+    del d["$schema"]
+    assert out == d
