@@ -391,3 +391,97 @@ def test_an_object_array_is_refused_and_nothing_in_it_runs(tmp_path):
     with np.load(path, allow_pickle=True) as f:
         f["evil"]
     assert os.path.isdir(marker)
+
+
+# --- a training run killed at random moments resumes bit-identically -----------------
+
+KILL_SCRIPT = r'''
+import sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import graphnet as gn
+sys.path.insert(0, sys.argv[3])
+from test_checkpoint import kill_setup, train_run
+model, data, kwargs = kill_setup()
+train_run(model, data, checkpoint=sys.argv[1], **kwargs)
+'''
+
+
+def train_run(model, data, optimizer, epochs, batch_size, seed, progress=False,
+              checkpoint=None, resume=None):
+    """A plain loop that saves after every epoch and resumes from a checkpoint."""
+    shuffle = np.random.default_rng(seed)
+    opt, start = gn.optimizer(optimizer["name"], **{k: v for k, v in optimizer.items()
+                                                      if k != "name"}), 0
+    if resume is not None:
+        ck = gn.load_checkpoint(resume)
+        model.params, model.rng, opt = ck.model.params, ck.model.rng, ck.optimizer
+        shuffle.bit_generator.state = ck.train_state["shuffle"]
+        start = ck.train_state["epoch"]
+    n = len(next(iter(data.values())))
+    for epoch in range(start, epochs):
+        order = shuffle.permutation(n)
+        for b in range(0, n, batch_size):
+            model.forward({k: v[order[b:b + batch_size]] for k, v in data.items()},
+                          training=True)
+            opt.step(model.params, model.backward())
+        if checkpoint is not None:
+            gn.save(model, checkpoint, optimizer=opt,
+                    train_state={"epoch": epoch + 1, "shuffle": shuffle.bit_generator.state})
+
+
+def kill_setup():
+    """The run the kill test interrupts: tiny, with dropout and adam, many short epochs."""
+    model = gn.Model(small_graph(), seed=0)
+    feeds = data(n=48, seed=3)
+    kwargs = dict(optimizer={"name": "sgd", "lr": 0.01}, epochs=60, batch_size=16,
+                  seed=4, progress=False)
+    return model, feeds, kwargs
+
+
+def test_a_run_killed_at_random_moments_resumes_bit_identically(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    straight, feeds, kwargs = kill_setup()
+    train_run(straight, feeds, **kwargs)
+
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    root, tests = Path(__file__).resolve().parents[1], Path(__file__).resolve().parent
+    rng = random.Random(0)
+    runs = []
+    for i in range(4):        # started together, so that their start-up overlaps
+        path = tmp_path / f"run{i}" / "c.npz"
+        path.parent.mkdir()
+        proc = subprocess.Popen([sys.executable, str(script), str(path), str(root), str(tests)],
+                                stderr=subprocess.PIPE)
+        runs.append({"proc": proc, "path": path, "delay": rng.uniform(0.0, 0.6), "kill_at": None})
+    deadline = time.monotonic() + 120
+    while any(r["proc"].poll() is None for r in runs):
+        assert time.monotonic() < deadline, "the training subprocesses did not finish"
+        for r in runs:
+            if r["proc"].poll() is not None:
+                continue
+            if r["kill_at"] is None and r["path"].exists():
+                r["kill_at"] = time.monotonic() + r["delay"]
+            if r["kill_at"] is not None and time.monotonic() >= r["kill_at"]:
+                r["proc"].send_signal(signal.SIGKILL)
+        time.sleep(0.002)
+    epochs = []
+    for r in runs:
+        rc = r["proc"].wait()
+        assert rc in (0, -signal.SIGKILL), r["proc"].stderr.read().decode()
+        r["proc"].stderr.close()
+        ck = gn.load_checkpoint(r["path"])          # whatever moment it died at, it loads
+        epochs.append(ck.train_state["epoch"])
+        resumed, _, _ = kill_setup()
+        train_run(resumed, feeds, resume=r["path"], **kwargs)
+        for key, value in straight.params.items():
+            assert resumed.params[key].tobytes() == value.tobytes(), (key, epochs[-1])
+    print("killed after epochs", epochs)
+    assert min(epochs) < kwargs["epochs"], f"no run was killed mid-training: {epochs}"
