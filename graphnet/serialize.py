@@ -960,7 +960,7 @@ def load_checkpoint(path):
     if "graph" not in arrays:
         raise CheckpointError(f"{where}: holds no graph")
     try:
-        graph = graph_from_json(_text(arrays["graph"], "graph", where))
+        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
         model = Model(graph, seed=seed, dtype=dtype)
     except GraphnetError as exc:
         raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
