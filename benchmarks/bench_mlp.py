@@ -241,24 +241,13 @@ def bench_digits_extra(engines, optimizer):
     return out
 
 
-def rss_child(engine, optimizer, steps):
-    """Train mnist-like for ``steps`` and print the peak RSS in KiB (a subprocess)."""
-    sizes, act, batch, loss, _ = CONFIGS["mnist"]
-    x, y = make_data(sizes, batch, loss)
-    with blas_threads(1):
-        m = ENGINES[engine](sizes, act, loss, x, y, optimizer=optimizer)
-        for _ in range(steps):
-            m.step()
-    import resource
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-
-
 def bench_memory(engines, optimizer, steps=50):
-    """Peak RSS of training mnist-like, each engine in a fresh subprocess."""
+    """Peak RSS of training mnist-like, each engine in a fresh subprocess (the numpy
+    one imports numpy only; graphnet's includes networkx, pluggy and the rest)."""
     out = {}
     for e in engines:
-        res = subprocess.run([sys.executable, __file__, "--rss-child", e, "--optimizer",
-                              optimizer, "--steps", str(steps)],
+        res = subprocess.run([sys.executable, str(Path(__file__).with_name("rss_child.py")),
+                              e, optimizer, str(steps)],
                              capture_output=True, text=True, check=True)
         out[e] = int(res.stdout.split()[-1]) * 1024
     base = out["numpy"]
@@ -362,14 +351,10 @@ def main(argv=None):
     ap.add_argument("--scaling", nargs="?", const="", default=None, metavar="PNG",
                     help="also time width and depth sweeps (and plot them to PNG)")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and sweep points")
-    ap.add_argument("--rss-child", help=argparse.SUPPRESS)
-    ap.add_argument("--steps", type=int, default=50, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     optimizer = args.optimizer or ("adam" if has_optimizer("adam") else "sgd")
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
-    if args.rss_child:
-        return rss_child(args.rss_child, optimizer, args.steps)
     engines = args.engines or [e for e in ENGINES if available(e)]
     if "numpy" not in engines:
         engines = ["numpy"] + engines
