@@ -141,19 +141,18 @@ def load_data(args, model, block=None, base="."):
     if dataset is not None:
         splits = ds.load(dataset, **options)
         source = f"dataset {dataset!r}"
-        sources = {"train": source, "test": source}
     else:
         if options:
             raise UsageError("--dataset-option applies to --dataset, not to --data files")
-        arrays = ds.load_file(data_file, x=args.x, y=args.y)
+        source = f"data file {data_file!r}"
+        feeds = ds.to_feeds(model, ds.load_file(data_file, x=args.x, y=args.y), source=source)
         test_file = getattr(args, "test_data", None)
-        if test_file:
-            splits = {"train": arrays, "test": ds.load_file(test_file, x=args.x, y=args.y)}
-            sources = {"train": f"data file {data_file!r}", "test": f"data file {test_file!r}"}
-        else:
-            splits = ds.split(arrays)
-            sources = {s: f"data file {data_file!r}" for s in ("train", "test")}
-    return {s: ds.to_feeds(model, splits[s], source=sources[s]) for s in ("train", "test")}
+        if not test_file:
+            return ds.split(feeds)
+        test = ds.to_feeds(model, ds.load_file(test_file, x=args.x, y=args.y),
+                           source=f"data file {test_file!r}")
+        return {"train": feeds, "test": test}
+    return {s: ds.to_feeds(model, splits[s], source=source) for s in ("train", "test")}
 
 
 def scores(result):

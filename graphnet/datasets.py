@@ -335,7 +335,10 @@ def _is_number(text):
 
 def split(arrays, test_fraction=0.2, seed=0):
     """Cut one dict of arrays into fixed, seeded train and test parts."""
-    n = len(next(iter(arrays.values())))
+    lengths = {len(v) for v in arrays.values()}
+    if len(lengths) != 1:
+        raise DataError(f"arrays of different lengths {sorted(lengths)} cannot be split")
+    n = lengths.pop()
     n_test = round(n * test_fraction)
     if not 1 <= n_test < n:
         raise DataError(f"{n} samples cannot be split into train and test parts; "
