@@ -104,15 +104,10 @@ def load_model(path, seed=0):
     return Model(read_graph(path), seed=seed)
 
 
-def training_block(path):
-    """The model file's optional ``training`` block, as a dict ({} if absent)."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except ValueError:
-            return {}
-    block = data.get("training") if isinstance(data, dict) else None
-    return dict(block) if isinstance(block, dict) else {}
+def load_drawable(path):
+    """What ``render`` draws: a model file's Graph (drawn even if it does not compile),
+    or a checkpoint's Model."""
+    return load_model(path) if path.lower().endswith(".npz") else read_graph(path)
 
 
 def load_data(args, model, block=None, base="."):
@@ -126,13 +121,7 @@ def load_data(args, model, block=None, base="."):
     dataset, data_file = args.dataset, args.data
     options = dict(getattr(args, "dataset_option", None) or [])
     if dataset is None and data_file is None:
-        spec = block.get("dataset")
-        if isinstance(spec, dict):
-            spec = dict(spec)
-            dataset = spec.pop("name", None)
-            options = {**spec, **options}
-        else:
-            dataset = spec
+        dataset = block.get("dataset")
         if dataset is None and block.get("data"):
             data_file = os.path.join(base, block["data"])
     if dataset is None and data_file is None:
@@ -277,26 +266,27 @@ def cmd_render(args):
     suffix = os.path.splitext(args.output)[1].lower()
     if suffix not in (".svg", ".png", ".pdf", ".dot"):
         raise UsageError(f"render: output {args.output!r} must end in .svg, .png, .pdf or .dot")
-    render(load_model(args.model), args.output)
+    render(load_drawable(args.model), args.output, rankdir=args.rankdir, collapse=args.collapse)
     print(f"wrote {args.output}")
 
 
 def cmd_train(args):
+    from . import datasets as ds
     from .model import Model
     from .optim import optimizer as make_optimizer
+    from .serialize import training_block
     from .train import evaluate, fit
 
     if args.model.lower().endswith(".npz"):
         raise UsageError("train takes a JSON model file; to continue a run from a checkpoint "
                          "pass the model file with --resume CKPT")
     graph = read_graph(args.model)
-    block = training_block(args.model)
+    block = training_block(graph) or {}
     opt_spec = block.get("optimizer", {})
     opt_spec = {"name": opt_spec} if isinstance(opt_spec, str) else dict(opt_spec)
-    opt_name = args.optimizer or opt_spec.pop("name", "adam")
     if args.optimizer and args.optimizer != opt_spec.get("name"):
-        opt_spec = {}  # the file's hyperparameters belong to the file's optimizer
-    opt_spec.pop("name", None)
+        opt_spec = {"name": args.optimizer}  # the file's hyperparameters fit its own optimizer
+    opt_name = opt_spec.pop("name", "adam")
     if args.lr is not None:
         opt_spec["lr"] = args.lr
     epochs = args.epochs or block.get("epochs", 10)
@@ -308,26 +298,44 @@ def cmd_train(args):
 
     model = Model(graph, seed=seed)
     data = load_data(args, model, block, base=os.path.dirname(os.path.abspath(args.model)))
+    validation = data["test"]
+    if block.get("validation_split"):
+        parts = ds.split(data["train"], block["validation_split"], seed=seed)
+        data["train"], validation = parts["train"], parts["test"]
     opt = make_optimizer(opt_name, **opt_spec)
     os.makedirs(out, exist_ok=True)
-    ckpt = os.path.join(out, "model.npz")
-    print(f"training {graph.name!r} ({model.param_count():,} params) with {opt} for {epochs} "
-          f"epochs, batch size {batch_size}, seed {seed}, on {len(_first(data['train']))} "
-          f"samples -> {out}", flush=True)
+    n = len(_first(data["train"]))
+    print(f"training {graph.name!r} ({model.param_count():,} params) on {n} samples: {opt}, "
+          f"{epochs} epochs, batch size {batch_size}, seed {seed} -> {out}/", flush=True)
     start = time.perf_counter()
     history = fit(model, data["train"], optimizer=opt, epochs=epochs, batch_size=batch_size,
-                  seed=seed, validation=data["test"], progress=not args.quiet,
-                  checkpoint=ckpt, resume=args.resume)
+                  shuffle=block.get("shuffle", True), seed=seed, validation=validation,
+                  progress=not args.quiet, callbacks=_progress_lines(args.quiet),
+                  checkpoint=os.path.join(out, "model.npz"), resume=args.resume)
     seconds = time.perf_counter() - start
-    results = {s: scores(evaluate(model, data[s], batch_size=1024)) for s in ("train", "test")}
-    metrics = {"train": results["train"], "test": results["test"], "epochs": epochs,
+    results = {s: scores(evaluate(model, data[s])) for s in ("train", "test")}
+    metrics = {"train": results["train"], "test": results["test"], "epochs": len(history),
                "seconds": round(seconds, 3)}
     _write_json(os.path.join(out, "metrics.json"), metrics)
-    _write_json(os.path.join(out, "history.json"), history.to_dict())
     _render_quietly(model, os.path.join(out, "graph.svg"))
     _plot_quietly(history, os.path.join(out, "curves.png"))
     print(f"train {format_scores(results['train'])}")
     print(f"test {format_scores(results['test'])}  ({seconds:.1f} s; wrote {out}/)")
+
+
+def _progress_lines(quiet):
+    """Without a terminal (a log file, CI) fit draws no bar: print a line per epoch instead."""
+    from .callbacks import Callback
+    if quiet or sys.stdout.isatty():
+        return []
+
+    class EpochLines(Callback):
+        def on_epoch_end(self, run, logs):
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items()
+                              if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
+            print(f"epoch {run.epoch}/{run.epochs}: {shown}", flush=True)
+
+    return [EpochLines()]
 
 
 def cmd_evaluate(args):
@@ -532,6 +540,10 @@ def build_parser():
     p.add_argument("model", metavar="MODEL")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="FILE.svg, .png, .pdf or .dot (the format follows the suffix)")
+    p.add_argument("--rankdir", choices=["TB", "LR", "BT", "RL"], default="TB",
+                   help="direction of the drawing (default TB: top to bottom)")
+    p.add_argument("--collapse", action="store_true",
+                   help="fold each layer with the activations that follow it into one box")
 
     p = command("plugins", cmd_plugins, "list every registered op, activation, loss, "
                 "optimizer, initializer and dataset with the plugin and distribution it "

@@ -136,10 +136,10 @@ def test_train_sine_regression_has_no_accuracy(tmp_path):
                   {"name": "a", "op": "tanh", "inputs": ["h"]},
                   {"name": "y", "op": "dense", "inputs": ["a"], "attrs": {"units": 1}},
                   {"name": "loss", "op": "mse", "inputs": ["y", "t"]}],
-        "outputs": ["y"], "training": {"dataset": {"name": "sine", "n": 200}, "epochs": 2}}
+        "outputs": ["y"], "training": {"dataset": "sine", "epochs": 2}}
     path = tmp_path / "sine.json"
     path.write_text(json.dumps(model))
-    result = graphnet("train", path, "--out", tmp_path / "o")
+    result = graphnet("train", path, "--out", tmp_path / "o", "--dataset-option", "n=200")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] is None and metrics["test"]["loss"] > 0
@@ -162,11 +162,12 @@ def test_train_on_npz_and_csv_files(tmp_path):
 
 
 def test_resume_reaches_the_same_params_as_an_uninterrupted_run(tmp_path):
-    model = write_model(tmp_path / "m.json", dataset={"name": "moons", "n": 200}, seed=1)
-    full = graphnet("train", model, "--epochs", 4, "--out", tmp_path / "full")
-    part = graphnet("train", model, "--epochs", 2, "--out", tmp_path / "part")
+    model = write_model(tmp_path / "m.json", dataset="moons", seed=1)
+    small = ["--dataset-option", "n=200"]
+    full = graphnet("train", model, *small, "--epochs", 4, "--out", tmp_path / "full")
+    part = graphnet("train", model, *small, "--epochs", 2, "--out", tmp_path / "part")
     assert full.returncode == 0 and part.returncode == 0, full.stderr + part.stderr
-    rest = graphnet("train", model, "--epochs", 4, "--out", tmp_path / "part",
+    rest = graphnet("train", model, *small, "--epochs", 4, "--out", tmp_path / "part",
                     "--resume", tmp_path / "part" / "model.npz")
     assert rest.returncode == 0, rest.stderr
     import graphnet as gn
