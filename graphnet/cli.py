@@ -298,10 +298,10 @@ def cmd_train(args):
 
     model = Model(graph, seed=seed)
     data = load_data(args, model, block, base=os.path.dirname(os.path.abspath(args.model)))
-    validation = data["test"]
+    validation, watched = data["test"], "test"
     if block.get("validation_split"):
         parts = ds.split(data["train"], block["validation_split"], seed=seed)
-        data["train"], validation = parts["train"], parts["test"]
+        data["train"], validation, watched = parts["train"], parts["test"], "val"
     opt = make_optimizer(opt_name, **opt_spec)
     os.makedirs(out, exist_ok=True)
     n = len(_first(data["train"]))
@@ -310,7 +310,7 @@ def cmd_train(args):
     start = time.perf_counter()
     history = fit(model, data["train"], optimizer=opt, epochs=epochs, batch_size=batch_size,
                   shuffle=block.get("shuffle", True), seed=seed, validation=validation,
-                  progress=not args.quiet, callbacks=_progress_lines(args.quiet),
+                  progress=not args.quiet, callbacks=_progress_lines(args.quiet, watched),
                   checkpoint=os.path.join(out, "model.npz"), resume=args.resume)
     seconds = time.perf_counter() - start
     results = {s: scores(evaluate(model, data[s])) for s in ("train", "test")}
@@ -323,15 +323,20 @@ def cmd_train(args):
     print(f"test {format_scores(results['test'])}  ({seconds:.1f} s; wrote {out}/)")
 
 
-def _progress_lines(quiet):
-    """Without a terminal (a log file, CI) fit draws no bar: print a line per epoch instead."""
+def _progress_lines(quiet, watched):
+    """Without a terminal (a log file, CI) fit draws no bar: print a line per epoch instead.
+
+    ``watched`` names what fit's validation data is: the test split, or a
+    validation part of the training data (the model file's validation_split).
+    """
     from .callbacks import Callback
     if quiet or sys.stdout.isatty():
         return []
 
     class EpochLines(Callback):
         def on_epoch_end(self, run, logs):
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items()
+            shown = ", ".join(f"{k.replace('val_', watched + '_')} {v:.4g}"
+                              for k, v in logs.items()
                               if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
             print(f"epoch {run.epoch}/{run.epochs}: {shown}", flush=True)
 
