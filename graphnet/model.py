@@ -82,6 +82,8 @@ class Model:
         self.rng = np.random.default_rng(run_seq)  # dropout and other run-time randomness
         self._plans = {}
         self._last = None
+        self._default_outputs = tuple(self.outputs + [l for l in self.losses
+                                                      if l not in self.outputs])
         self._grads = None                          # the last backward's FlatArrays
         self._one = np.ones((), dtype=self.dtype)   # the seed gradient of a loss
 
@@ -144,7 +146,7 @@ class Model:
     # --- running -----------------------------------------------------------
     def plan(self, targets):
         """The cached Plan computing these node names."""
-        key = tuple(targets)
+        key = targets if type(targets) is tuple else tuple(targets)
         plan = self._plans.get(key)
         if plan is None:
             for t in targets:
@@ -163,7 +165,7 @@ class Model:
         The arrays returned are the caller's (the engine reuses its own).
         """
         if outputs is None:
-            outputs = self.outputs + [l for l in self.losses if l not in self.outputs]
+            outputs = self._default_outputs
         elif isinstance(outputs, str):
             outputs = [outputs]
         vals = self._run(outputs, feeds, training)

@@ -176,13 +176,19 @@ class ElementwiseOp(Op):
         return (dy * self.activation.derivative(ctx.x, ctx.y, **ctx.attrs),)
 
     def _forward_into(self, ctx, x):
-        y = self.activation.forward_into(x, ctx.buffer("y", x.shape, x.dtype), **ctx.attrs)
+        out = ctx.buffer("y", x.shape, x.dtype)
+        if ctx.attrs:
+            y = self.activation.forward_into(x, out, **ctx.attrs)
+        else:
+            y = self.activation.forward_into(x, out)
         ctx.x, ctx.y = x, y
         return y
 
     def _backward_into(self, ctx, dy):
         out = ctx.buffer("dx", dy.shape, dy.dtype)
-        return (self.activation.backward_into(ctx.x, ctx.y, dy, out, **ctx.attrs),)
+        if ctx.attrs:
+            return (self.activation.backward_into(ctx.x, ctx.y, dy, out, **ctx.attrs),)
+        return (self.activation.backward_into(ctx.x, ctx.y, dy, out),)
 
 
 class Initializer:

@@ -74,7 +74,8 @@ class SoftmaxCrossEntropy(Loss):
             if labels.dtype.kind not in "iu":
                 raise FeedError(f"softmax_cross_entropy in node {ctx.node!r} needs integer "
                                 f"class labels, got {labels.dtype}")
-            if n and (labels.min() < 0 or labels.max() >= classes):
+            unsigned = labels.view(labels.dtype.str.replace("i", "u"))  # negatives: huge
+            if n and unsigned.max() >= classes:                         # one pass checks both
                 raise FeedError(f"node {ctx.node!r}: labels must lie in [0, {classes}), got "
                                 f"values from {labels.min()} to {labels.max()}")
             rows = ctx.buffers.get("rows")
