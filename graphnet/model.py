@@ -213,13 +213,12 @@ class Model:
                                     f"{did_you_mean(loss, self.losses)}")
         plan.set_grad_mode(bool(inputs))
         out, fresh = self._gradient_arrays()
-        for ctx, keys in plan.param_contexts:   # ops may write their param grads there
-            ctx.param_grads = tuple(map(out.__getitem__, keys))
-        try:
-            grads = plan.run_backward(vals, {slot: self._one for _, slot in losses})
-        finally:
-            for ctx, _ in plan.param_contexts:
+        try:   # ops may write the param gradients straight into out's arrays
+            grads = plan.run_backward(vals, {slot: self._one for _, slot in losses}, out.views)
+        except BaseException:
+            for ctx, _ in plan.param_contexts:   # an op failed: let go of out's arrays
                 ctx.param_grads = None
+            raise
         for slot, key in plan.param_slots:
             g, view = grads[slot], out[key]
             if g is not view:

@@ -205,14 +205,16 @@ class Plan:
                 self.param_slots.append((len(self.slot), key))
                 self.slot[key] = len(self.slot)
         self.size = len(self.slot)
-        self.unused_params = [k for node in nodes.values() for k in node.param_keys()
-                              if k not in self.slot]
+        # every param of the program in order: where model.backward's flat arrays keep it
+        param_index = {k: i for i, k in enumerate(
+            k for node in nodes.values() for k in node.param_keys())}
+        self.unused_params = [k for k in param_index if k not in self.slot]
         self.targets = [(t, self.slot[t]) for t in targets]
         self.feeds = [(n, self.slot[n], nodes[n]) for n in order if nodes[n].kind == "input"]
         self.losses = [(n, self.slot[n]) for n in order if nodes[n].kind == "loss"]
         self.steps = []
         self.contexts = []
-        self.param_contexts = []               # (ctx, its param keys) of nodes with params
+        self.param_contexts = []               # (ctx, its params' places) of nodes with params
         for n in order:
             node = nodes[n]
             if node.kind == "input":
@@ -223,7 +225,7 @@ class Plan:
             self.contexts.append(ctx)
             self.steps.append((node.op.forward, node.op.backward, ctx, ins, self.slot[n]))
             if node.params:
-                self.param_contexts.append((ctx, node.param_keys()))
+                self.param_contexts.append((ctx, [param_index[k] for k in node.param_keys()]))
         self._grad_mode = None
         self.training = self.rng = None
         self.checked = False
@@ -256,13 +258,19 @@ class Plan:
         for _, (_, _, ctx, ins, _) in live:
             for i, need in zip(ins, ctx.needs_grad):
                 consumers[i] = consumers.get(i, 0) + need
-        lines = ["def backward(vals, grads, checking):"]
+        places = {id(ctx): idx for ctx, idx in self.param_contexts}
+        lines = ["def backward(vals, grads, checking, pg):"]
         for k, (_, _, ctx, ins, out) in reversed(live):
             lines += [f"    g = grads[{out}]",
-                      "    if g is not None:",
-                      f"        r = b{k}(c{k}, g)",
+                      "    if g is not None:"]
+            if id(ctx) in places:    # the arrays it may write its param gradients into
+                lines.append(f"        c{k}.param_grads = pg and ("
+                             + "".join(f"pg[{i}], " for i in places[id(ctx)]) + ")")
+            lines += [f"        r = b{k}(c{k}, g)",
                       "        if checking:",
                       f"            check(c{k}, {ins!r}, r, vals)"]
+            if id(ctx) in places:
+                lines.append(f"        c{k}.param_grads = None")
             for pos, (i, need) in enumerate(zip(ins, ctx.needs_grad)):
                 if not need:
                     continue
@@ -301,14 +309,16 @@ class Plan:
         self._grad_mode = input_grads
         self._backward = self._compile("backward", self._backward_lines())
 
-    def run_backward(self, vals, seeds):
+    def run_backward(self, vals, seeds, param_grads=None):
         """Walk the steps in reverse from ``seeds`` ({slot: gradient}); sum at fan-out.
 
+        ``param_grads``, a sequence of arrays of every param of the program in
+        order, is where ops may write the param gradients (``ctx.param_grads``).
         The first run checks what each op's backward returns (count and shapes)."""
         grads = [None] * self.size
         for s, g in seeds.items():
             grads[s] = g
-        self._backward(vals, grads, not self.checked)
+        self._backward(vals, grads, not self.checked, param_grads)
         self.checked = True
         return grads
 
