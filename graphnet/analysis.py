@@ -373,6 +373,15 @@ def tolerated_range(lrs, losses, threshold):
     return (min(ok), max(ok)) if ok else None
 
 
+def path_lr(lrs, losses, tolerance, slack=10.0):
+    """The lr to draw a path with: the smallest one whose final loss is below
+    ``tolerance`` or within ``slack`` times the best final loss. Large lrs that
+    win by a hair often zigzag; the smallest good lr shows the method's own path."""
+    losses = np.asarray(losses, dtype=np.float64)
+    good = max(tolerance, slack * float(np.min(losses)))
+    return float(min(lr for lr, v in zip(lrs, losses) if v <= good))
+
+
 def grid(surf, n=200):
     """(X, Y, Z) of f over the surface's extent, for contour plots."""
     surf = surface(surf) if isinstance(surf, str) else surf
