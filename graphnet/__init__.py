@@ -14,6 +14,7 @@ from .model import Model
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
 from .optim import Optimizer, optimizer
 from .plugins import hookimpl
+from .render import render
 
 __version__ = "0.1.0"
 
@@ -22,5 +23,5 @@ __all__ = [
     "FeedError", "GradcheckReport", "Graph", "GraphError", "GraphnetError", "Initializer",
     "Model", "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "SchemaError",
     "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "optimizer",
-    "plugins",
+    "plugins", "render",
 ]
