@@ -49,7 +49,8 @@ for key, (a, b) in pairs.items():
           f"{table[key]:10.1e}")
 print(f"  dL/dW of Dense1 by the lecture's explicit chain-rule product: relative "
       f"difference to backward {chain_error:.1e}")
-path = render(model, args, "backprop_graph.png", overlay="grad", feeds=feeds)
+model.forward(feeds, training=True)   # the overlay colours each node by its |dL/d output|
+path = render(model, args, "backprop_graph.png", overlay="grad", rankdir="LR")
 
 # --- part 2: vanishing gradients -------------------------------------------------
 depth, width = 20, 32
