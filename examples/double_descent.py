@@ -66,13 +66,16 @@ for h in widths:
 fits = [p for p, e in zip(mlp["params"], mlp["train_error"]) if e == 0]
 mlp["interpolates_from"] = fits[0] if fits else None
 mlp_peak = mlp["params"][int(np.argmax(mlp["test_loss"]))]
+rise = analysis.rise_peak(mlp["test_error"])
+mlp["test_error_peak"] = mlp["params"][rise] if rise is not None else None
 print(f"\nMLPs on {n_mlp} digits with 20% of the labels flipped, {steps} full-batch Adam steps:")
 for h, p, tr, te, tl in zip(widths, mlp["params"], mlp["train_error"], mlp["test_error"],
                             mlp["test_loss"]):
     print(f"  {h:4d} hidden units  {p:6,d} params  train error {tr:5.1%}  "
           f"test error {te:5.1%}  test loss {tl:6.2f}")
 print(f"  the noisy labels are all fitted from {mlp['interpolates_from']} params on; "
-      f"test loss peaks at {mlp_peak} params; #train samples = {n_mlp}")
+      f"test error climbs to a peak at {mlp['test_error_peak']} params, test loss peaks at "
+      f"{mlp_peak} params; #train samples = {n_mlp}")
 
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
 left.loglog(sizes, rf["test_mse"], "o-", label="test MSE")

@@ -64,7 +64,7 @@ fig = plt.figure(figsize=(11, 8.5))
 for i, (label, surface) in enumerate(surfaces.items()):
     ax = fig.add_subplot(2, 2, i + 1)
     cs = ax.contour(A, B, surface, levels=levels, cmap="viridis", linewidths=0.8)
-    ax.clabel(cs, cs.levels[::4], fontsize=6)
+    ax.clabel(cs, cs.levels[::4], fontsize=6, fmt="%.1f")
     ax.plot(0, 0, "r*", ms=8)
     ax.set_title(f"{label}: {nets[label]} hidden units, mean rise "
                  f"{numbers[label]['mean_rise']:.2f}", fontsize=10)

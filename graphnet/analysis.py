@@ -503,6 +503,17 @@ def random_features_curve(x_train, y_train, x_test, y_test, sizes, seeds=5):
     return {"sizes": [int(p) for p in sizes], "train_mse": train, "test_mse": test}
 
 
+def rise_peak(values):
+    """Index of the highest value reached by a rise (values[i] > values[i - 1]), or None.
+
+    A double-descent curve starts high (underfitting), so its global maximum
+    is often the first point; the peak at the interpolation threshold is the
+    highest point that the curve climbs to.
+    """
+    rises = [i for i in range(1, len(values)) if values[i] > values[i - 1]]
+    return max(rises, key=lambda i: values[i]) if rises else None
+
+
 def noisy_labels(y, fraction, classes, rng):
     """A copy of integer labels with ``fraction`` of them replaced by a different class."""
     y = np.array(y)

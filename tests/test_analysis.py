@@ -252,6 +252,12 @@ def test_random_features_test_error_peaks_at_the_interpolation_threshold():
     assert curve["test_mse"][-1] < curve["test_mse"][sizes.index(40)] / 3   # second descent
 
 
+def test_rise_peak_skips_the_underfitting_start():
+    assert analysis.rise_peak([9, 5, 4, 6, 3, 2]) == 3
+    assert analysis.rise_peak([9, 5, 4, 6, 3, 7, 1]) == 5
+    assert analysis.rise_peak([3, 2, 1]) is None
+
+
 def test_noisy_labels_flip_the_asked_fraction_to_other_classes():
     y = np.arange(1000) % 10
     noisy = analysis.noisy_labels(y, 0.2, 10, np.random.default_rng(0))
