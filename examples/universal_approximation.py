@@ -43,10 +43,11 @@ axes[0].set_xlabel("hidden units (one layer)")
 axes[0].set_ylabel("test MSE")
 axes[0].set_title("error falls as the layer widens", fontsize=10)
 axes[0].legend(fontsize=8)
+shown = widths if len(widths) <= 5 else widths[::2]
 for ax, name in zip(axes[1:], errors):
-    ax.plot(x[:, 0], analysis.TARGETS[name](x)[:, 0], "k", lw=3, alpha=0.3, label="target")
-    for w in widths:
-        ax.plot(x[:, 0], curves[name][w], lw=1, label=f"{w} units")
+    for w in shown:
+        ax.plot(x[:, 0], curves[name][w], lw=1.2, label=f"{w} units")
+    ax.plot(x[:, 0], analysis.TARGETS[name](x)[:, 0], "k--", lw=1, label="target")
     ax.set_title(name, fontsize=10)
 axes[1].legend(fontsize=7)
 save(fig, args, "universal_approximation_width.png")
