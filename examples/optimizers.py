@@ -61,10 +61,10 @@ for ax, (name, r) in zip(axes, results.items()):
     X, Y, Z = analysis.grid(surf)
     levels = np.quantile(Z, np.linspace(0.01, 0.95, 25))
     ax.contour(X, Y, Z, levels=np.unique(levels), cmap="Greys", linewidths=0.6)
-    for o in NAMES:
+    for i, o in enumerate(NAMES):
         p = r["paths"][o]
         end = analysis.final_loss(surf, p)
-        ax.plot(p[:, 0], p[:, 1], ".-", ms=2, lw=1, color=COLORS[o],
+        ax.plot(p[:, 0], p[:, 1], ".-", ms=2, lw=1, color=COLORS[o], zorder=10 - i,
                 label=f"{o} (lr {r['path_lr'][o]:.2g}): {end:.0e}")
     ax.plot(*surf.start, "k*", ms=10)
     ax.set_xlim(surf.extent[:2])
