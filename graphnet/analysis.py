@@ -192,7 +192,7 @@ def node_gradients(model, feeds, nodes, eps=1e-6):
         return float(m.forward(feeds, outputs=[loss])[loss])
 
     value()
-    grads = m.backward(inputs=True)
+    grads = {k: np.array(v) for k, v in m.backward(inputs=True).items()}  # own copies
     out = {}
     for n in nodes:
         out[n] = (grads[f"tap_{n}"], finite_differences(value, feeds[f"tap_{n}"], eps))
