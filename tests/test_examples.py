@@ -107,6 +107,8 @@ def test_loss_landscape(tmp_path):
     for label in ("narrow", "wide"):
         assert r[label]["mean_rise"] > 0      # the trained point sits in a basin
     assert r["wide"]["params"] > r["narrow"]["params"]
+    # Li et al.: the wider net sits in a flatter basin (filter-normalized directions)
+    assert r["wide"]["mean_rise"] < r["narrow"]["mean_rise"] / 2
 
 
 def test_double_descent(tmp_path):
