@@ -121,6 +121,7 @@ class Registry:
         self.dists = {}       # plugin name -> (distribution, version)
         self.failures = []    # Failure per entry point that did not load
         self._tables = None
+        self._building = None  # the plugin whose hook is being called, while tables build
         self._loaded = False
 
     # --- loading -------------------------------------------------------
@@ -238,27 +239,38 @@ class Registry:
         """
         if self._tables is None:
             self.load()
-            tables = {kind: {} for kind in KINDS}
-            for kind, hook in KINDS.items():
-                # registration order: builtins first, so a clash names the builtin first
-                for impl in getattr(self.pm.hook, hook).get_hookimpls():
-                    for obj in self._call(impl, hook):
-                        obj = _check(kind, obj, impl.plugin_name, hook)
-                        self._add(tables, kind, obj, impl.plugin_name)
-            for name, entry in tables["activation"].items():
-                if name in tables["op"]:
-                    other = tables["op"][name]
-                    raise PluginError(
-                        f"the name {name!r} is claimed by two plugins: op from "
-                        f"{_describe(other.plugin, self.dists)} and activation from "
-                        f"{_describe(entry.plugin, self.dists)}; ops and activations share "
-                        f"one namespace, so uninstall or unregister one of them")
-                tables["op"][name] = Entry("op", name, ElementwiseOp(entry.obj), entry.plugin,
-                                           entry.distribution, entry.version)
-            self._tables = tables
+            if self._building:
+                raise PluginError(f"plugin {self._building!r} looked up a registered name "
+                                  f"inside a hook; a hook must only return its own objects")
+            try:
+                self._tables = self._build()
+            finally:
+                self._building = None
         return self._tables
 
+    def _build(self):
+        """Call every hook, check what it returns, merge by name."""
+        tables = {kind: {} for kind in KINDS}
+        for kind, hook in KINDS.items():
+            # registration order: builtins first, so a clash names the builtin first
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                for obj in self._call(impl, hook):
+                    obj = _check(kind, obj, _describe(impl.plugin_name, self.dists), hook)
+                    self._add(tables, kind, obj, impl.plugin_name)
+        for name, entry in tables["activation"].items():
+            if name in tables["op"]:
+                other = tables["op"][name]
+                raise PluginError(
+                    f"the name {name!r} is claimed by two plugins: op from "
+                    f"{_describe(other.plugin, self.dists)} and activation from "
+                    f"{_describe(entry.plugin, self.dists)}; ops and activations share "
+                    f"one namespace, so uninstall or unregister one of them")
+            tables["op"][name] = Entry("op", name, ElementwiseOp(entry.obj), entry.plugin,
+                                       entry.distribution, entry.version)
+        return tables
+
     def _call(self, impl, hook):
+        self._building = impl.plugin_name
         try:
             result = impl.function()
         except Exception as exc:
@@ -339,9 +351,10 @@ def _check_hooks(pm, name):
                               f"hooks are: {', '.join(KINDS.values())}")
 
 
-def _check(kind, obj, plugin, hook):
-    """Check one thing a hook returned against its declared kind; return it ready to use."""
-    bad = f"plugin {plugin!r}: {hook}() returned {obj!r}"
+def _check(kind, obj, who, hook):
+    """Check one thing a hook returned against its declared kind; return it ready to use.
+    ``who`` describes the plugin (name and distribution) for the message."""
+    bad = f"plugin {who}: {hook}() returned {obj!r}"
     if kind == "op":
         if inspect.isclass(obj) and issubclass(obj, Op):
             try:
