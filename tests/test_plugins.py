@@ -448,3 +448,30 @@ def test_contrib_model_file_needs_contrib(tmp_path):
     assert without.returncode == 0, without.stderr
     assert without.stdout.startswith("error UnknownOpError"), without.stdout
     assert "layer_norm" in without.stdout or "gelu" in without.stdout
+
+
+# --- the plugin author's guide ------------------------------------------------------
+
+def test_plugin_guide_examples_run(tmp_path, monkeypatch):
+    """Every Python block of docs/plugins.md runs: `# file: NAME.py` blocks become
+    importable modules, the other blocks run as scripts in order."""
+    import re
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 8
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules = []
+    for block in blocks:
+        first = block.splitlines()[0]
+        if first.startswith("# file: "):
+            filename = first[len("# file: "):].strip()
+            (tmp_path / filename).write_text(block)
+            modules.append(filename[:-3])
+        else:
+            exec(compile(block, "docs/plugins.md", "exec"), {"__name__": "guide"})
+    activation = [b for b in blocks if b.startswith("# file: softsign_plugin.py")][0]
+    assert len(activation.strip().splitlines()) - 1 < 15   # the promise of section 1
+    assert {"softsign_plugin", "rms_norm_plugin", "signsgd_plugin"} <= set(modules)
+    for name in modules:
+        sys.modules.pop(name, None)
