@@ -164,7 +164,7 @@ class Registry:
                                       f"registered")
                 self.pm.register(plugin, name=ep.name)
                 _check_hooks(self.pm, ep.name)
-            except Exception as exc:  # a broken plugin must not take graphnet down
+            except (Exception, SystemExit) as exc:  # a broken plugin must not take graphnet down
                 if self.pm.get_plugin(ep.name) is not None:
                     self.pm.unregister(name=ep.name)
                 message = f"{where} failed to load: {type(exc).__name__}: {exc}"
@@ -244,6 +244,12 @@ class Registry:
                                   f"inside a hook; a hook must only return its own objects")
             try:
                 self._tables = self._build()
+            except PluginError as exc:
+                if any(name not in BUILTIN_PLUGINS for name in self.dists):
+                    # an installed plugin may be at fault: say how to get going again
+                    raise PluginError(f"{exc} (GRAPHNET_DISABLE_PLUGIN_AUTOLOAD=1 runs graphnet "
+                                      f"with its builtins only)") from exc
+                raise
             finally:
                 self._building = None
         return self._tables
