@@ -152,16 +152,15 @@ class Registry:
             where = (f"graphnet plugin {ep.name!r} (entry point '{ep.name} = {ep.value}' of "
                      f"distribution {dist_name or '?'}{' ' + dist_version if dist_version else ''})")
             if ep.name in seen or ep.name in BUILTIN_PLUGINS:
-                raise PluginError(
-                    f"{where} uses the plugin name {ep.name!r}, which "
-                    f"{'graphnet itself' if ep.name in BUILTIN_PLUGINS else 'distribution ' + str(seen[ep.name])} "
-                    f"already uses; rename one of the two entry points")
+                owner = ("graphnet itself" if ep.name in BUILTIN_PLUGINS
+                         else f"distribution {seen[ep.name]}")
+                raise PluginError(f"{where} uses the plugin name {ep.name!r}, which {owner} "
+                                  f"already uses; rename one of the two entry points")
             try:
                 plugin = ep.load()
                 if self.pm.is_registered(plugin):
-                    other = self.pm.get_name(plugin)
-                    raise PluginError(f"it points at the object plugin {other!r} already "
-                                      f"registered")
+                    raise PluginError(f"it names the same object as plugin "
+                                      f"{self.pm.get_name(plugin)!r}")
                 self.pm.register(plugin, name=ep.name)
                 _check_hooks(self.pm, ep.name)
             except (Exception, SystemExit) as exc:  # a broken plugin must not take graphnet down
@@ -203,10 +202,6 @@ class Registry:
             raise PluginError(f"plugin {name!r} could not be registered: {exc}{hint}") from exc
         try:
             _check_hooks(self.pm, name)
-            if not self.pm.get_hookcallers(self.pm.get_plugin(name)):
-                raise PluginError(
-                    f"plugin {name!r} implements no graphnet hook; mark its functions with "
-                    f"@graphnet.hookimpl and name them after a hook: {', '.join(KINDS.values())}")
             self._tables = None
             self.tables()
         except PluginError:
@@ -348,13 +343,19 @@ def _entry_points():
 
 
 def _check_hooks(pm, name):
-    """A plugin's hook functions must name real hooks: pluggy would quietly keep a
-    typo such as ``graphnet_activation`` as a hook nobody calls."""
-    for caller in pm.get_hookcallers(pm.get_plugin(name)) or ():
+    """A plugin must implement at least one hook, and only real ones: pluggy alone
+    would quietly keep a typo such as ``graphnet_activation`` as a hook nobody
+    calls, and register a module whose functions lack ``@graphnet.hookimpl``."""
+    callers = pm.get_hookcallers(pm.get_plugin(name)) or ()
+    hooks = ", ".join(KINDS.values())
+    for caller in callers:
         if caller.spec is None:
             raise PluginError(f"plugin {name!r} implements {caller.name}(), which is not a "
                               f"graphnet hook{did_you_mean(caller.name, KINDS.values())}; the "
-                              f"hooks are: {', '.join(KINDS.values())}")
+                              f"hooks are: {hooks}")
+    if not callers:
+        raise PluginError(f"plugin {name!r} implements no graphnet hook; mark its functions "
+                          f"with @graphnet.hookimpl and name them after a hook: {hooks}")
 
 
 def _check(kind, obj, who, hook):

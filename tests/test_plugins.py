@@ -475,3 +475,17 @@ def test_plugin_guide_examples_run(tmp_path, monkeypatch):
     assert {"softsign_plugin", "rms_norm_plugin", "signsgd_plugin"} <= set(modules)
     for name in modules:
         sys.modules.pop(name, None)
+
+
+def test_installed_module_without_marked_hooks_is_reported_not_fatal(tmp_path, monkeypatch):
+    source = """
+        def graphnet_activations():     # @graphnet.hookimpl forgotten
+            return []
+        """
+    install(monkeypatch, make_dist(tmp_path, "unmarked-dist", {"unmarked": "unmarked_mod"},
+                                   {"unmarked_mod.py": source}))
+    with pytest.warns(PluginWarning, match="unmarked-dist.*no graphnet hook.*hookimpl"):
+        plugins.registry()
+    assert [f.entry_point for f in plugins.failures()] == ["unmarked"]
+    assert "unmarked" not in dict(plugins.registry().pm.list_name_plugin())
+    assert tiny_model("tanh") is not None
