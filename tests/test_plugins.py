@@ -75,14 +75,20 @@ def tiny_model(act="tanh"):
     return gn.Model(g, seed=0)
 
 
-def run_python(code, extra_path=(), **env):
+def run(args, extra_path=(), **env):
+    """Run this interpreter with args, from the repository root, with extra_path
+    first on PYTHONPATH and the GRAPHNET_* variables only as given."""
     environ = {k: v for k, v in os.environ.items()
                if k not in ("GRAPHNET_DISABLE_PLUGIN_AUTOLOAD", "GRAPHNET_STRICT_PLUGINS")}
     environ["PYTHONPATH"] = os.pathsep.join([str(p) for p in extra_path]
                                             + [environ.get("PYTHONPATH", "")])
     environ.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=environ,
+    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=environ,
                           capture_output=True, text=True, timeout=120)
+
+
+def run_python(code, extra_path=(), **env):
+    return run(["-c", textwrap.dedent(code)], extra_path, **env)
 
 
 # --- loading order and the autoload switch ---------------------------------------
@@ -448,6 +454,29 @@ def test_contrib_model_file_needs_contrib(tmp_path):
     assert without.returncode == 0, without.stderr
     assert without.stdout.startswith("error UnknownOpError"), without.stdout
     assert "layer_norm" in without.stdout or "gelu" in without.stdout
+
+
+def test_contrib_from_the_command_line(tmp_path):
+    """`graphnet plugins` lists contrib with its distribution, `graphnet train` trains
+    the contrib model file; without contrib the CLI names the missing op, exit 2."""
+    path = contrib_install(tmp_path / "site")
+    listed = run(["-m", "graphnet", "plugins", "--json"], path)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)["plugins"]}
+    for names in CONTRIB_NAMES.values():
+        for name in names:
+            assert rows[name]["distribution"] == "graphnet-contrib", rows.get(name)
+    out = tmp_path / "run"
+    trained = run(["-m", "graphnet", "train", "examples/models/contrib_mlp.json", "--epochs",
+                   "1", "--out", out, "--quiet"], path)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.5
+    missing = run(["-m", "graphnet", "summary", "examples/models/contrib_mlp.json"], path,
+                  GRAPHNET_DISABLE_PLUGIN_AUTOLOAD="1")
+    assert missing.returncode == 2
+    assert "layer_norm" in missing.stderr or "gelu" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 # --- the plugin author's guide ------------------------------------------------------
