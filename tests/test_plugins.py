@@ -23,6 +23,7 @@ from graphnet.plugins import BUILTIN_PLUGINS, PluginWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRIB = ROOT / "plugins" / "graphnet-contrib"
+CONTRIB_MODEL = "examples/models/contrib/contrib_mlp.json"   # needs graphnet-contrib
 CONTRIB_NAMES = {"activation": {"gelu", "silu", "mish", "hard_sigmoid"},
                  "op": {"layer_norm"}, "optimizer": {"lion", "nadam"}}
 
@@ -431,12 +432,12 @@ def test_contrib_installed_names_work_from_python_and_are_listed(tmp_path, monke
 
 
 def test_contrib_model_file_needs_contrib(tmp_path):
-    """examples/models/contrib_mlp.json loads with contrib installed, and without it
+    """examples/models/contrib/contrib_mlp.json loads with contrib installed, and without it
     fails with an error that names the missing op."""
     code = """
         import graphnet as gn
         try:
-            g = gn.Graph.from_json("examples/models/contrib_mlp.json")
+            g = gn.Graph.from_json("examples/models/contrib/contrib_mlp.json")  # cwd: ROOT
             m = gn.Model(g)
             print("ok", sorted(n for n in m.nodes if m.nodes[n].op.name in
                               ("gelu", "layer_norm")))
@@ -446,7 +447,7 @@ def test_contrib_model_file_needs_contrib(tmp_path):
     with_contrib = run_python(code, contrib_install(tmp_path))
     assert with_contrib.returncode == 0, with_contrib.stderr
     assert with_contrib.stdout.startswith("ok"), with_contrib.stdout
-    doc = json.loads((ROOT / "examples/models/contrib_mlp.json").read_text())
+    doc = json.loads((ROOT / CONTRIB_MODEL).read_text())
     used = {n["op"] for n in doc["nodes"]}
     assert {"gelu", "layer_norm"} <= used
     without = run_python(code, contrib_install(tmp_path / "again"),
@@ -467,12 +468,12 @@ def test_contrib_from_the_command_line(tmp_path):
         for name in names:
             assert rows[name]["distribution"] == "graphnet-contrib", rows.get(name)
     out = tmp_path / "run"
-    trained = run(["-m", "graphnet", "train", "examples/models/contrib_mlp.json", "--epochs",
-                   "1", "--out", out, "--quiet"], path)
+    trained = run(["-m", "graphnet", "train", CONTRIB_MODEL, "--epochs", "1", "--out", out,
+                   "--quiet"], path)
     assert trained.returncode == 0, trained.stdout + trained.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.5
-    missing = run(["-m", "graphnet", "summary", "examples/models/contrib_mlp.json"], path,
+    missing = run(["-m", "graphnet", "summary", CONTRIB_MODEL], path,
                   GRAPHNET_DISABLE_PLUGIN_AUTOLOAD="1")
     assert missing.returncode == 2
     assert "layer_norm" in missing.stderr or "gelu" in missing.stderr
