@@ -15,6 +15,7 @@ True
 import numpy as np
 
 from .errors import GraphnetError, did_you_mean
+from .graph import Graph
 from .plugins import registry
 from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds
 
@@ -30,6 +31,9 @@ class Model:
     """
 
     def __init__(self, graph, seed=0, dtype="float32", max_params=DEFAULT_MAX_PARAMS):
+        if not isinstance(graph, Graph):
+            raise GraphnetError(f"Model needs a graphnet.Graph, got {type(graph).__name__}; "
+                                f"build one with gn.Graph() or gn.Graph.from_networkx(G)")
         if str(dtype) not in FLOAT_DTYPES:
             raise GraphnetError(f"model dtype must be one of {list(FLOAT_DTYPES)}, got {dtype!r}")
         self.graph = graph.copy()

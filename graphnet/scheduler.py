@@ -151,6 +151,9 @@ class Program:
             if attrs["dtype"] not in FLOAT_DTYPES + INT_DTYPES:
                 raise GraphError(f"input {name!r}: dtype must be one of "
                                  f"{list(FLOAT_DTYPES + INT_DTYPES)}, got {attrs['dtype']!r}")
+            if any(d < 1 for d in attrs["shape"]):
+                raise ShapeError(f"input {name!r} needs positive sizes in its per-sample shape, "
+                                 f"got {tuple(attrs['shape'])}")
             return Node(name, op, attrs, [], tuple(attrs["shape"]), attrs["dtype"], {})
         shapes = []
         for pos, i in enumerate(inputs):
@@ -214,16 +217,16 @@ class Plan:
             self.contexts.append(ctx)
             self.steps.append((node.op.forward, node.op.backward, ctx, ins, self.slot[n]))
         self._grad_mode = None
-        self.training = None
+        self.training = self.rng = None
         self.checked = False
 
     def set_mode(self, training, rng):
         """Tell every context whether this run is training (dropout on) and the rng."""
-        if training != self.training:
+        if training != self.training or rng is not self.rng:  # model.rng may be replaced
             for ctx in self.contexts:
                 ctx.training = training
                 ctx.rng = rng
-            self.training = training
+            self.training, self.rng = training, rng
 
     def run_forward(self, vals):
         for forward, _, ctx, ins, out in self.steps:
@@ -321,4 +324,7 @@ def check_feeds(plan, feeds, dtype, all_inputs):
             raise FeedError(f"input {name!r} has {arr.shape[0]} samples but other inputs have "
                             f"{batch}; every input needs the same batch size")
         out[slot] = arr
+    if batch == 0 and plan.losses:
+        raise FeedError(f"the feeds hold no samples, so loss {plan.losses[0][0]!r} has nothing "
+                        f"to average; give at least one sample")
     return out, batch

@@ -80,7 +80,8 @@ class SoftmaxCrossEntropy(Loss):
             picked = shifted[np.arange(n), labels]
             total = log_z.sum() - picked.sum()
         else:
-            total = -(labels * (shifted - log_z)).sum()
+            ctx.log_probs = shifted - log_z   # backward's gradient for the targets
+            total = -(labels * ctx.log_probs).sum()
         ctx.probs = exp / sums
         ctx.labels = labels
         ctx.scale = 1.0 / n if ctx.attrs["reduction"] == "mean" else 1.0
@@ -93,10 +94,11 @@ class SoftmaxCrossEntropy(Loss):
             g[np.arange(len(labels)), labels] -= 1
         else:
             g -= labels
-        g *= (ctx.scale * dy).astype(g.dtype)
+        scale = (ctx.scale * dy).astype(g.dtype)
+        g *= scale
         dlabels = None
         if ctx.needs_grad[1] and labels.ndim != 1:
-            raise NotImplementedError("gradients with respect to target probabilities")
+            dlabels = -ctx.log_probs * scale
         return g, dlabels
 
 

@@ -188,7 +188,7 @@ class Flatten(Op):
 
     def forward(self, ctx, x):
         ctx.shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape((x.shape[0],) + ctx.output_shape)  # not -1: a batch may be empty
 
     def backward(self, ctx, dy):
         return (dy.reshape(ctx.shape),)
