@@ -23,14 +23,10 @@ from .train import History
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Attr", "CheckpointError", "Context", "CycleError", "DataError", "Dataset",
-    "FeedError", "GradcheckReport", "Graph", "GraphError", "GraphnetError", "Initializer",
-    "Model", "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "SchemaError",
-    "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "optimizer",
-    "plugins", "render",
+    "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
+    "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
+    "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
+    "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "Schedule", "SchemaError",
+    "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "load",
+    "load_checkpoint", "model_schema", "optimizer", "plugins", "render", "save", "schedule",
 ]
-
-# training: schedules, the fit loop's History and callbacks
-__all__ += ["Callback", "EarlyStopping", "History", "LearningRateLogger", "Schedule", "schedule"]
-# model files and checkpoints
-__all__ += ["Checkpoint", "load", "load_checkpoint", "model_schema", "save"]
