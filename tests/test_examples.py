@@ -58,7 +58,10 @@ def test_linear_collapse(tmp_path):
 def test_activations(tmp_path):
     r, _ = run_example("activations", tmp_path)
     assert r["activations"][:5] == ["relu", "elu", "softplus", "sigmoid", "tanh"]
-    assert max(r["derivative_error"].values()) < 1e-6
+    # central differences with h = 1e-5 are off by about h/4 where the curvature jumps
+    # (elu at 0); kinks such as relu's 0 are left out by the example
+    assert max(r["derivative_error"].values()) < 1e-4
+    assert r["kinks"]["relu"] == [0.0]
 
 
 def test_universal_approximation(tmp_path):
