@@ -36,6 +36,7 @@ buffer, one fused expression), as long as it starts with
 import inspect
 import math
 import numbers
+import operator
 
 import numpy as np
 
@@ -60,6 +61,13 @@ class Optimizer:
     """
 
     name = None
+    elementwise = False
+    """True when ``update`` treats each element on its own (all the builtins): ``step``
+    may then run it once over all the params together, when the params and the
+    gradients are views into one flat array each, as a Model's are."""
+    flat_chunk = 1 << 15
+    """Elements per ``update`` call on flat arrays: a chunk of each array stays in the
+    CPU's cache through all the passes of an update, which a whole large model would not."""
 
     def __init__(self, lr=0.01, *, clip_norm=None, **hyper):
         self.schedule = as_schedule(lr) if isinstance(lr, (dict, Schedule)) else None
@@ -77,6 +85,7 @@ class Optimizer:
         self._clip_buffers = {}
         self._scratch = {}
         self._check_keys = False
+        self._flat = None
 
     # --- what a subclass implements ---------------------------------------
     def init_state(self, param):
@@ -92,6 +101,8 @@ class Optimizer:
         """Apply one update to every param that has a grad, in place."""
         grads = self.begin_step(grads)
         step = self.step_count
+        if self.elementwise and self._step_flat(params, grads, step):
+            return
         for name, grad in grads.items():
             try:
                 param = params[name]
@@ -103,6 +114,46 @@ class Optimizer:
             if state is None:
                 state = self.state[name] = self.init_state(param)
             self.update(param, grad, state, step)
+
+    def _step_flat(self, params, grads, step):
+        """One ``update`` over the flat arrays behind ``params`` and ``grads`` (a few
+        numpy calls in all instead of a few per param), or False if they are not
+        both intact views of one layout (see graphnet.model.FlatArrays)."""
+        layout = getattr(params, "layout", None)
+        if (layout is None or getattr(grads, "layout", None) is not layout
+                or params.flat.dtype != grads.flat.dtype
+                or not params.intact() or not grads.intact()):
+            return False
+        state = self._flat_state(layout, params.flat)
+        P, G, n = params.flat, grads.flat, self.flat_chunk
+        if P.size <= n:
+            self.update(P, G, state, step)
+            return True
+        for lo in range(0, P.size, n):   # each chunk stays in cache through all its passes
+            self.update(P[lo:lo + n], G[lo:lo + n], {k: a[lo:lo + n] for k, a in state.items()},
+                        step)
+        return True
+
+    def _flat_state(self, layout, flat_param):
+        """The state as flat arrays, with each param's state (what ``state_dict`` shows,
+        by name) a view into them; made again, keeping the values, after a load or a
+        change of layout."""
+        cached = self._flat
+        if (cached is not None and cached[0] is layout and cached[1] is self.state
+                and all(map(operator.is_, map(self.state.get, cached[3]), cached[4]))):
+            return cached[2]
+        flat = self.init_state(flat_param)
+        keys = []
+        for key, offset, size, shape in layout:
+            old = self.state.get(key) or {}
+            views = {k: a[offset:offset + size].reshape(shape) for k, a in flat.items()}
+            for k, v in views.items():
+                if k in old:
+                    v[...] = old[k]
+            self.state[key] = views
+            keys.append(key)
+        self._flat = (layout, self.state, flat, tuple(keys), tuple(map(self.state.get, keys)))
+        return flat
 
     def begin_step(self, grads):
         """Count the step, set ``self.lr`` from the schedule, clip; return the grads to use.

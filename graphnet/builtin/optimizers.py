@@ -2,7 +2,9 @@
 
 Each update works in place with numpy's ``out=`` and in-place operators, on
 the param, its state arrays and a reusable scratch array (``self.scratch``):
-after the first step nothing is allocated per step. In the formulas g is the
+after the first step nothing is allocated per step. Every update works element
+by element (``elementwise = True``), so on a Model's params, which are views
+into one flat array, ``step`` runs it once over all of them. In the formulas g is the
 param's gradient, ``lr`` the learning rate of this step (a schedule's value
 if ``lr`` is a schedule) and t the step number, counting from 1.
 """
@@ -27,6 +29,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    elementwise = True
 
     def __init__(self, lr=0.01, weight_decay=0.0, *, clip_norm=None):
         super().__init__(lr=lr, weight_decay=weight_decay, clip_norm=clip_norm)
@@ -54,6 +57,7 @@ class Momentum(Optimizer):
     """
 
     name = "momentum"
+    elementwise = True
 
     def __init__(self, lr=0.01, beta=0.9, nesterov=False, *, clip_norm=None):
         super().__init__(lr=lr, beta=beta, nesterov=nesterov, clip_norm=clip_norm)
@@ -85,6 +89,7 @@ class RMSprop(Optimizer):
     """
 
     name = "rmsprop"
+    elementwise = True
 
     def __init__(self, lr=0.001, beta=0.9, eps=1e-8, *, clip_norm=None):
         super().__init__(lr=lr, beta=beta, eps=eps, clip_norm=clip_norm)
@@ -113,6 +118,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    elementwise = True
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, clip_norm=None):
         super().__init__(lr=lr, beta1=beta1, beta2=beta2, eps=eps, clip_norm=clip_norm)
@@ -169,6 +175,7 @@ class Adagrad(Optimizer):
     """
 
     name = "adagrad"
+    elementwise = True
 
     def __init__(self, lr=0.01, eps=1e-10, *, clip_norm=None):
         super().__init__(lr=lr, eps=eps, clip_norm=clip_norm)
