@@ -367,6 +367,7 @@ def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
         if nan_guard:
             _guard(model, logs["loss"], grads, opt, run.epoch, b + 1)
         opt.step(model.params, grads)
+        del grads   # dropped, its arrays are reused by the next backward: no allocation
         totals.add(logs, min(batch_size, n - lo))
         for cb in callbacks:
             cb.on_batch_end(run, logs)
