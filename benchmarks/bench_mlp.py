@@ -255,16 +255,25 @@ def bench_digits_extra(engines, optimizer):
 
 def bench_memory(engines, optimizer, steps=50):
     """Peak RSS of training mnist-like, each engine in a fresh subprocess (the numpy
-    one imports numpy only; graphnet's includes networkx, pluggy and the rest)."""
+    one imports numpy only; graphnet's includes networkx, pluggy and the rest), and
+    what training added to the RSS after the imports."""
     out = {}
     for e in engines:
         res = subprocess.run([sys.executable, str(Path(__file__).with_name("rss_child.py")),
                               e, optimizer, str(steps)],
                              capture_output=True, text=True, check=True)
-        out[e] = int(res.stdout.split()[-1]) * 1024
+        peak, imported = map(int, res.stdout.split()[-2:])
+        out[e] = {"peak_bytes": peak * 1024, "after_imports_bytes": imported * 1024,
+                  "training_bytes": (peak - imported) * 1024}
     base = out["numpy"]
-    line = "  ".join(f"{e} {v / 2**20:.1f} MiB ({v / base:.2f}x)" for e, v in out.items())
+    mib = 2.0 ** 20
+    line = "  ".join(f"{e} {v['peak_bytes'] / mib:.1f} MiB ({v['peak_bytes'] / base['peak_bytes']:.2f}x)"
+                     for e, v in out.items())
     print(f"peak RSS training mnist-like: {line}", flush=True)
+    line = "  ".join(f"{e} {v['training_bytes'] / mib:.1f} MiB "
+                     f"({v['training_bytes'] / base['training_bytes']:.2f}x)"
+                     for e, v in out.items())
+    print(f"  of which training, over the RSS after imports: {line}", flush=True)
     return out
 
 
@@ -327,6 +336,20 @@ def plot_scaling(rows, path):
     print(f"wrote {path}")
 
 
+def markdown(results):
+    """The step table of a --json file as Markdown (for docs/performance.md)."""
+    steps = results["steps"]
+    engines = list(next(iter(steps.values()))["median_s"])
+    head = "| config | " + " | ".join(engines) + " |"
+    lines = [head, "|" + "---|" * (len(engines) + 1)]
+    for cname, r in steps.items():
+        sizes = "-".join(map(str, r["sizes"]))
+        cells = [f"{fmt_time(r['median_s'][e])} ({r['ratio_to_numpy'][e]:.2f}x)" for e in engines]
+        lines.append(f"| {cname} {sizes} {r['activation']}, batch {r['batch']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def machine():
     cpu = "?"
     with contextlib.suppress(OSError):
@@ -363,7 +386,11 @@ def main(argv=None):
     ap.add_argument("--scaling", nargs="?", const="", default=None, metavar="PNG",
                     help="also time width and depth sweeps (and plot them to PNG)")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and sweep points")
+    ap.add_argument("--markdown", metavar="JSON", help="print the table of a --json file")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return None
     optimizer = args.optimizer or ("adam" if has_optimizer("adam") else "sgd")
     global CLOCK
     CLOCK = args.clock
