@@ -161,6 +161,33 @@ def test_train_on_npz_and_csv_files(tmp_path):
         assert 0 <= metrics["test"]["accuracy"] <= 1
 
 
+def test_data_file_named_in_the_model_file_with_a_validation_split(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 2))
+    rows = "\n".join(f"{a:.5f},{b:.5f},{int(a * b > 0)}" for a, b in x)
+    (tmp_path / "points.csv").write_text("a,b,class\n" + rows + "\n")
+    model = write_model(tmp_path / "m.json", data="points.csv", validation_split=0.25,
+                        epochs=2)
+    result = graphnet("train", model, "--out", tmp_path / "o")  # the path is the file's
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2/2:" in result.stdout and "val_loss" in result.stdout
+
+
+def test_separate_test_file(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "train.npz", x=rng.normal(size=(40, 2)), y=rng.integers(0, 2, 40))
+    np.savez(tmp_path / "test.npz", x=rng.normal(size=(10, 2)), y=rng.integers(0, 2, 10))
+    np.savez(tmp_path / "wide.npz", x=rng.normal(size=(10, 3)), y=rng.integers(0, 2, 10))
+    model = write_model(tmp_path / "m.json")
+    ok = graphnet("train", model, "--data", tmp_path / "train.npz", "--test-data",
+                  tmp_path / "test.npz", "--epochs", 1, "--out", tmp_path / "o")
+    assert ok.returncode == 0, ok.stderr
+    assert "test_loss" in ok.stdout
+    assert_bad_input(graphnet("train", model, "--data", tmp_path / "train.npz", "--test-data",
+                              tmp_path / "wide.npz", "--out", tmp_path / "o"),
+                     "wide.npz", "(10, 3)")
+
+
 def test_resume_reaches_the_same_params_as_an_uninterrupted_run(tmp_path):
     model = write_model(tmp_path / "m.json", dataset="moons", seed=1)
     small = ["--dataset-option", "n=200"]
