@@ -317,6 +317,7 @@ def cmd_train(args):
     metrics = {"train": results["train"], "test": results["test"], "epochs": len(history),
                "seconds": round(seconds, 3)}
     _write_json(os.path.join(out, "metrics.json"), metrics)
+    _write_json(os.path.join(out, "history.json"), history.to_dict())
     _render_quietly(model, os.path.join(out, "graph.svg"))
     _plot_quietly(history, os.path.join(out, "curves.png"))
     print(f"train {format_scores(results['train'])}")
