@@ -96,7 +96,10 @@ def test_no_command_prints_help_and_exits_2():
 
 def test_train_writes_every_output(run_dir):
     out, result = run_dir
-    assert {"model.npz", "metrics.json", "graph.svg", "curves.png"} <= set(os.listdir(out))
+    assert {"model.npz", "metrics.json", "history.json", "graph.svg",
+            "curves.png"} <= set(os.listdir(out))
+    epochs = json.loads((out / "history.json").read_text())["epochs"]
+    assert [row["epoch"] for row in epochs] == [1, 2, 3]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 3  # the flag overrode the file's training block
     assert metrics["seconds"] > 0
