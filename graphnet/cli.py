@@ -145,28 +145,15 @@ def load_data(args, model, block=None, base="."):
 
 
 def scores(result):
-    """Flatten what evaluate returns into {"loss": float, "accuracy": float or None}."""
-    flat = {}
-
-    def walk(d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v)
-            elif np.ndim(v) == 0 and isinstance(v, (int, float, np.number)):
-                flat.setdefault(k, float(v))
-    walk(result if isinstance(result, dict) else result.__dict__)
-    loss = flat.get("loss")
-    if loss is None:
-        losses = [v for k, v in flat.items() if "loss" in k]
-        loss = float(sum(losses)) if losses else None
-    accuracy = flat.get("accuracy")
-    if accuracy is None:
-        accuracy = next((v for k, v in flat.items() if k.endswith("accuracy")), None)
-    return {"loss": loss, "accuracy": accuracy}
+    """The loss and accuracy (None for a model without a classification loss) of what
+    ``graphnet.train.evaluate`` returns, as plain floats."""
+    accuracy = result.get("accuracy")
+    return {"loss": float(result["loss"]),
+            "accuracy": None if accuracy is None else float(accuracy)}
 
 
 def format_scores(s):
-    text = f"loss {s['loss']:.4f}" if s["loss"] is not None else "loss -"
+    text = f"loss {s['loss']:.4f}"
     if s["accuracy"] is not None:
         text += f", accuracy {s['accuracy']:.2%}"
     return text
@@ -252,13 +239,12 @@ def cmd_gradcheck(args):
 def cmd_schema(args):
     from . import serialize
     schema = serialize.model_schema()
-    text = json.dumps(schema, indent=2)
+    text = json.dumps(schema, indent=2) + "\n"
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        _atomic(args.output, lambda f: f.write(text.encode()))
         print(f"wrote {args.output}")
     else:
-        print(text)
+        print(text, end="")
 
 
 def cmd_render(args):
