@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -191,22 +192,36 @@ def test_separate_test_file(tmp_path):
                      "wide.npz", "(10, 3)")
 
 
-def test_resume_reaches_the_same_params_as_an_uninterrupted_run(tmp_path):
-    model = write_model(tmp_path / "m.json", dataset="moons", seed=1)
-    small = ["--dataset-option", "n=200"]
-    full = graphnet("train", model, *small, "--epochs", 4, "--out", tmp_path / "full")
-    part = graphnet("train", model, *small, "--epochs", 2, "--out", tmp_path / "part")
-    assert full.returncode == 0 and part.returncode == 0, full.stderr + part.stderr
-    rest = graphnet("train", model, *small, "--epochs", 4, "--out", tmp_path / "part",
-                    "--resume", tmp_path / "part" / "model.npz")
-    assert rest.returncode == 0, rest.stderr
+def test_a_killed_run_resumes_to_the_params_of_an_uninterrupted_run(tmp_path):
     import graphnet as gn
+    model = write_model(tmp_path / "m.json", dataset="moons", seed=1)
+    args = ["train", model, "--dataset-option", "n=100", "--epochs", 200, "--batch-size", 10]
+    full = graphnet(*args, "--out", tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+
+    ckpt = tmp_path / "part" / "model.npz"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "graphnet", *map(str, args), "--out",
+                             tmp_path / "part"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not ckpt.exists() and proc.poll() is None:
+            time.sleep(0.002)
+    finally:
+        proc.kill()
+        proc.wait()
+    killed_at = gn.load_checkpoint(str(ckpt)).train_state["epoch"]
+    assert 1 <= killed_at < 200
+
+    rest = graphnet(*args, "--out", tmp_path / "part", "--resume", ckpt)
+    assert rest.returncode == 0, rest.stderr
     a = gn.load(str(tmp_path / "full" / "model.npz"))
-    b = gn.load(str(tmp_path / "part" / "model.npz"))
+    b = gn.load(str(ckpt))
+    assert a.params.keys() == b.params.keys()
     for key in a.params:
         assert np.array_equal(a.params[key], b.params[key]), key
-    first = gn.load(str(tmp_path / "full" / "model.npz"))
-    assert first.params.keys() == a.params.keys()
+    metrics = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert metrics["epochs"] == 200
 
 
 # --- evaluate and predict ------------------------------------------------------------
