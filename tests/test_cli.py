@@ -195,7 +195,7 @@ def test_separate_test_file(tmp_path):
 def test_a_killed_run_resumes_to_the_params_of_an_uninterrupted_run(tmp_path):
     import graphnet as gn
     model = write_model(tmp_path / "m.json", dataset="moons", seed=1)
-    args = ["train", model, "--dataset-option", "n=100", "--epochs", 200, "--batch-size", 10]
+    args = ["train", model, "--dataset-option", "n=100", "--epochs", 30, "--batch-size", 5]
     full = graphnet(*args, "--out", tmp_path / "full")
     assert full.returncode == 0, full.stderr
 
@@ -211,7 +211,8 @@ def test_a_killed_run_resumes_to_the_params_of_an_uninterrupted_run(tmp_path):
         proc.kill()
         proc.wait()
     killed_at = gn.load_checkpoint(str(ckpt)).train_state["epoch"]
-    assert 1 <= killed_at < 200
+    print("killed at", killed_at)
+    assert 1 <= killed_at < 30
 
     rest = graphnet(*args, "--out", tmp_path / "part", "--resume", ckpt)
     assert rest.returncode == 0, rest.stderr
@@ -221,7 +222,7 @@ def test_a_killed_run_resumes_to_the_params_of_an_uninterrupted_run(tmp_path):
     for key in a.params:
         assert np.array_equal(a.params[key], b.params[key]), key
     metrics = json.loads((tmp_path / "part" / "metrics.json").read_text())
-    assert metrics["epochs"] == 200
+    assert metrics["epochs"] == 30
 
 
 # --- evaluate and predict ------------------------------------------------------------
