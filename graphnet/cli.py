@@ -279,10 +279,15 @@ def cmd_train(args):
     batch_size = args.batch_size or block.get("batch_size", 32)
     seed = args.seed if args.seed is not None else block.get("seed", 0)
     out = args.out or os.path.join("runs", graph.name)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out!r} is a file; name a folder")
     if args.resume:
         _existing(args.resume, "checkpoint")
 
     model = Model(graph, seed=seed)
+    if not model.losses:
+        raise GraphnetError(f"model {graph.name!r} has no loss node, so there is nothing to "
+                            f"train; add one, e.g. softmax_cross_entropy(logits, label)")
     data = load_data(args, model, block, base=os.path.dirname(os.path.abspath(args.model)))
     validation, watched = data["test"], "test"
     if block.get("validation_split"):

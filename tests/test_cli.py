@@ -499,6 +499,17 @@ def test_bad_output_suffixes(run_dir, tmp_path):
                               tmp_path / "d.npz", "-o", tmp_path / "p.txt"), "p.txt")
 
 
+def test_train_refuses_a_model_without_a_loss_and_an_output_that_is_a_file(tmp_path):
+    model = json.loads(write_model(tmp_path / "m.json").read_text())
+    model["nodes"].pop()  # the loss
+    model["inputs"].pop()  # and the label it read
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    assert_bad_input(graphnet("train", tmp_path / "m.json", "--dataset", "xor"), "no loss node")
+    assert_bad_input(graphnet("gradcheck", tmp_path / "m.json"), "no loss node")
+    (tmp_path / "file").write_text("")
+    assert_bad_input(graphnet("train", DIGITS, "--out", tmp_path / "file"), "is a file")
+
+
 def test_train_refuses_a_checkpoint_as_model(run_dir):
     assert_bad_input(graphnet("train", run_dir[0] / "model.npz"), "--resume")
 
