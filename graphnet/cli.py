@@ -382,9 +382,10 @@ def cmd_predict(args):
             flat = values.reshape(len(values), -1)
             cols = [name] if flat.shape[1] == 1 and values.ndim == 1 else [
                 f"{name}_{i}" for i in range(flat.shape[1])]
-            if args.classes:
+            if args.classes:  # argmax of logits; a single logit (binary) is class 1 above 0
                 cols.append("class")
-                flat = np.column_stack([flat, values.reshape(len(values), -1).argmax(1)])
+                guess = flat.argmax(1) if flat.shape[1] > 1 else (flat[:, 0] > 0)
+                flat = np.column_stack([flat, guess.astype(flat.dtype)])
             text = ",".join(cols) + "\n" + "\n".join(
                 ",".join(f"{v:.9g}" for v in row) for row in flat) + "\n"
             _atomic(args.output, lambda f: f.write(text.encode()))
@@ -527,7 +528,8 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help=".npy (one output), .csv (one output, a column per unit) or .npz")
     p.add_argument("--classes", action="store_true",
-                   help="CSV: add a column with the predicted class (the argmax)")
+                   help="CSV: add a column with the predicted class (the argmax of the "
+                        "logits; with one logit, 1 where it is above 0)")
     p.add_argument("--batch-size", type=positive_int, default=1024, metavar="N")
 
     p = command("summary", cmd_summary, "print the model's table of nodes, shapes and params")

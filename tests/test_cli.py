@@ -287,6 +287,24 @@ def test_predict_writes_npy_csv_and_npz_that_agree_with_evaluate(run_dir, tmp_pa
     assert np.allclose(np.load(tmp_path / "p.npz")["logits"], logits)
 
 
+def test_predict_classes_of_a_binary_classifier(tmp_path):
+    model = json.loads(write_model(tmp_path / "m.json").read_text())
+    model["inputs"][1] = {"name": "label", "shape": [1]}
+    model["nodes"][2]["attrs"]["units"] = 1
+    model["nodes"][3]["op"] = "binary_cross_entropy"
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    trained = graphnet("train", tmp_path / "m.json", "--dataset", "xor", "--epochs", 1,
+                       "--out", tmp_path / "o")
+    assert trained.returncode == 0, trained.stderr
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(20, 2)))
+    result = graphnet("predict", tmp_path / "o" / "model.npz", "--data", tmp_path / "d.npz",
+                      "-o", tmp_path / "p.csv", "--classes")
+    assert result.returncode == 0, result.stderr
+    table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    assert table.shape == (20, 2)
+    assert np.array_equal(table[:, 1], table[:, 0] > 0)
+
+
 def test_predict_from_csv_ignores_the_label_column(run_dir, tmp_path):
     out, _ = run_dir
     from graphnet.datasets import load_digits
