@@ -178,7 +178,7 @@ def cmd_plugins(args):
             continue
         rows.append({"kind": kind, "name": e.name, "plugin": e.plugin,
                      "distribution": e.distribution, "version": e.version})
-    order = ["op", "activation", "loss", "optimizer", "initializer", "dataset"]
+    order = list_kinds()
     rows.sort(key=lambda r: (order.index(r["kind"]) if r["kind"] in order else 99, r["name"]))
     failures = [{"plugin": p, "distribution": d, "message": m} for p, d, m in plugins.failures()]
     if args.json:
@@ -193,6 +193,14 @@ def cmd_plugins(args):
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
     for f in failures:
         print(f"FAILED to load: {f['message']}")
+
+
+def list_kinds():
+    """The kinds ``graphnet plugins`` lists: the registry's, with losses apart from ops."""
+    from .plugins import KINDS
+    kinds = list(KINDS)
+    kinds.insert(kinds.index("activation") + 1, "loss")
+    return kinds
 
 
 def random_feeds(model, batch, rng):
@@ -545,11 +553,10 @@ def build_parser():
                    help="fold each layer with the activations that follow it into one box")
 
     p = command("plugins", cmd_plugins, "list every registered op, activation, loss, "
-                "optimizer, initializer and dataset with the plugin and distribution it "
-                "came from, and plugins that failed to load")
+                "optimizer, schedule, initializer and dataset with the plugin and "
+                "distribution it came from, and plugins that failed to load")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--kind", choices=["op", "activation", "loss", "optimizer", "initializer",
-                                      "dataset"])
+    p.add_argument("--kind", choices=list_kinds(), help="list only this kind")
 
     p = command("gradcheck", cmd_gradcheck, "check the model's backward pass against finite "
                 "differences on random data shaped by its inputs (exit 1 if it fails)")

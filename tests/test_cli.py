@@ -346,7 +346,8 @@ def test_plugins_lists_every_kind_with_its_distribution():
     assert lines[0].split() == ["kind", "name", "plugin", "distribution"]
     data = json.loads(graphnet("plugins", "--json").stdout)
     kinds = {r["kind"] for r in data["plugins"]}
-    assert {"op", "activation", "loss", "optimizer", "initializer", "dataset"} <= kinds
+    assert {"op", "activation", "loss", "optimizer", "schedule", "initializer",
+            "dataset"} <= kinds
     row = next(r for r in data["plugins"] if r["name"] == "moons")
     from graphnet import __version__
     assert row == {"kind": "dataset", "name": "moons", "plugin": "graphnet.builtin.datasets",
