@@ -35,6 +35,16 @@ def graphnet(*args, env=None, cwd=ROOT, plots=False):
                           capture_output=True, text=True, env=full_env, timeout=120)
 
 
+def in_process(capsys, *args):
+    """Run ``graphnet.cli.main`` in this process: the same parser, commands and error
+    handling as the command, without starting Python again (for the long tables of
+    bad input; every kind of them also runs as a real command below)."""
+    from graphnet.cli import main
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def assert_bad_input(result, *words):
     """Exit code 2, one line on stderr that names the problem, no traceback."""
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -437,8 +447,14 @@ def test_schema_prints_and_writes_the_json_schema(tmp_path):
     (["render", DIGITS], ["-o"]),
     (["plugins", "--kind", "widget"], ["--kind", "widget"]),
 ])
-def test_bad_flags(args, words):
-    assert_bad_input(graphnet(*args), *words)
+def test_bad_flags(capsys, args, words):
+    assert_bad_input(in_process(capsys, *args), *words)
+
+
+def test_bad_flags_as_commands():
+    assert_bad_input(graphnet("train", DIGITS, "--epochs", "0"), "--epochs", "'0'")
+    assert_bad_input(graphnet("train", DIGITS, "--lr", "-1"), "--lr", "-1")
+    assert_bad_input(graphnet("trian"), "invalid choice")
 
 
 def test_unknown_dataset():
@@ -446,11 +462,11 @@ def test_unknown_dataset():
                      "did you mean 'digits'")
 
 
-def test_unknown_dataset_option():
+def test_unknown_dataset_option(capsys):
     assert_bad_input(graphnet("train", DIGITS, "--dataset", "moons", "--dataset-option",
                               "nois=0.1"), "nois", "'noise'")
-    assert_bad_input(graphnet("train", DIGITS, "--dataset", "moons", "--dataset-option",
-                              "noise"), "KEY=VALUE")
+    assert_bad_input(in_process(capsys, "train", DIGITS, "--dataset", "moons",
+                                "--dataset-option", "noise"), "KEY=VALUE")
 
 
 def test_unknown_optimizer():
@@ -464,8 +480,14 @@ def test_unknown_optimizer():
     ["gradcheck", "missing.npz"], ["evaluate", "missing.npz", "--dataset", "digits"],
     ["predict", "missing.npz", "--data", "d.npz", "-o", "p.npy"],
 ])
-def test_missing_model_or_checkpoint(tmp_path, command):
-    assert_bad_input(graphnet(*command, cwd=tmp_path), "missing.", "does not exist")
+def test_missing_model_or_checkpoint(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    assert_bad_input(in_process(capsys, *command), "missing.", "does not exist")
+
+
+def test_missing_model_as_a_command(tmp_path):
+    assert_bad_input(graphnet("train", "missing.json", cwd=tmp_path), "missing.json",
+                     "does not exist")
 
 
 def test_missing_and_unreadable_data_files(run_dir, tmp_path):
@@ -491,18 +513,29 @@ def test_unreadable_model_file_and_checkpoint(tmp_path):
     assert_bad_input(graphnet("summary", tmp_path), "folder")
 
 
-@pytest.mark.parametrize("arrays, words", [
-    ({"x": np.ones((10, 3)), "y": np.zeros(10, int)}, ["'x'", "(10, 3)", "(N, 64)"]),
+@pytest.mark.parametrize("arrays, words, features", [
+    ({"x": np.ones((10, 3)), "y": np.zeros(10, int)}, ["'x'", "(10, 3)", "(N, 64)"], True),
     ({"pixels": np.ones((10, 64)), "y": np.zeros(10, int)}, ["no array for input 'x'",
-                                                             "pixels"]),
-    ({"x": np.ones((10, 64)), "y": np.full(10, 0.5)}, ["integer class labels"]),
-    ({"x": np.ones((10, 64)), "y": np.zeros(9, int)}, ["samples"]),
+                                                             "pixels"], True),
+    ({"x": np.ones((10, 64)), "y": np.full(10, 0.5)}, ["integer class labels"], False),
+    ({"x": np.ones((10, 64)), "y": np.zeros(9, int)}, ["samples"], False),
 ])
-def test_data_that_does_not_match_the_model(run_dir, tmp_path, arrays, words):
+def test_data_that_does_not_match_the_model(run_dir, tmp_path, capsys, arrays, words,
+                                            features):
     np.savez(tmp_path / "d.npz", **arrays)
     ckpt = run_dir[0] / "model.npz"
-    assert_bad_input(graphnet("evaluate", ckpt, "--data", tmp_path / "d.npz"), "d.npz", *words)
-    assert_bad_input(graphnet("train", DIGITS, "--data", tmp_path / "d.npz"), "d.npz", *words)
+    commands = [["evaluate", ckpt], ["train", DIGITS]]
+    if features:  # predict reads only the features
+        commands.append(["predict", ckpt, "-o", tmp_path / "p.npy"])
+    for args in commands:
+        result = in_process(capsys, *args, "--data", tmp_path / "d.npz")
+        assert_bad_input(result, "d.npz", *words)
+
+
+def test_data_that_does_not_match_the_model_as_a_command(run_dir, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((10, 3)), y=np.zeros(10, int))
+    assert_bad_input(graphnet("evaluate", run_dir[0] / "model.npz", "--data",
+                              tmp_path / "d.npz"), "d.npz", "(10, 3)", "(N, 64)")
 
 
 def test_labels_out_of_range_are_refused(run_dir, tmp_path):
