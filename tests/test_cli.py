@@ -143,6 +143,18 @@ def test_train_without_matplotlib_skips_only_the_curves(tmp_path):
                                                "graph.svg"}
 
 
+def test_train_without_graphviz_still_finishes(tmp_path):
+    no_dot = {"PATH": str(Path(sys.executable).parent)}  # python, but no dot program
+    result = graphnet("train", write_model(tmp_path / "m.json"), "--dataset", "xor",
+                      "--epochs", 1, "--out", tmp_path / "o", env=no_dot)
+    assert result.returncode == 0, result.stderr
+    assert "graph.svg not written" in result.stderr and "graphviz" in result.stderr
+    assert (tmp_path / "o" / "metrics.json").exists()
+    assert not (tmp_path / "o" / "graph.svg").exists()
+    render = graphnet("render", DIGITS, "-o", tmp_path / "g.svg", env=no_dot)
+    assert_bad_input(render, "dot")
+
+
 def test_train_defaults_to_runs_of_the_model_name(tmp_path):
     model = write_model(tmp_path / "points.json", dataset="xor", epochs=1)
     result = graphnet("train", model, cwd=tmp_path)
