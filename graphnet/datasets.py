@@ -283,6 +283,12 @@ def _load_csv(path, x_cols, y_col):
         target = target[0]
     else:
         target = next((names.index(h) for h in TARGET_HEADERS if header and h in names), None)
+    bad = np.argwhere(~np.isfinite(table) | (np.abs(table) > np.finfo(np.float32).max))
+    if len(bad):
+        i, j = bad[0]
+        raise DataError(f"data file {path!r}, line {i + (2 if header else 1)}, column "
+                        f"{names[j]!r}: {rows[i][j].strip()!r} is not a finite number that "
+                        f"float32 can hold")
     if x_cols is not None:
         features = _columns(path, names, x_cols, "--x")
     else:
@@ -424,9 +430,12 @@ def _adapt(model, name, arr, source):
         else:
             raise DataError(f"{source}: the array for input {name!r} has shape {arr.shape}, "
                             f"but the input needs {want}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise DataError(f"{source}: the array for input {name!r} holds NaN or infinite "
+                        f"values; clean them out first")
     if dtype.startswith("int"):
         if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            if np.any(arr != np.round(arr)):
                 raise DataError(f"{source}: input {name!r} takes integer class labels, got "
                                 f"non-integer values")
         arr = arr.astype(np.int64)
