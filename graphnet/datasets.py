@@ -24,7 +24,7 @@ from importlib import resources
 
 import numpy as np
 
-from .errors import DataError, UnknownOpError, did_you_mean
+from .errors import DataError, GraphnetError, UnknownOpError, did_you_mean
 
 # --- shipped and generated datasets ---------------------------------------
 
@@ -166,7 +166,13 @@ def load(name, **options):
                 options[key] = _parse_option(name, key, value, dataset.options[key])
     elif options:
         raise DataError(f"dataset {name!r} takes no options, got {sorted(options)}")
-    data = dataset.load(**options)
+    try:
+        data = dataset.load(**options)
+    except GraphnetError:
+        raise
+    except Exception as exc:  # a plugin's loader: name it, keep the cause for --debug
+        raise DataError(f"dataset {name!r} failed to load with options {options}: "
+                        f"{type(exc).__name__}: {exc}") from exc
     _check_splits(f"dataset {name!r}", data)
     return data
 
@@ -195,6 +201,8 @@ def _check_splits(source, data):
         arrays = data[split]
         if not isinstance(arrays, dict) or not arrays:
             raise DataError(f"{source}: split {split!r} must be a dict of named arrays")
+        if any(np.ndim(v) == 0 for v in arrays.values()):
+            raise DataError(f"{source}: split {split!r} holds an array without a sample axis")
         lengths = {k: len(np.asarray(v)) for k, v in arrays.items()}
         if len(set(lengths.values())) != 1:
             raise DataError(f"{source}: split {split!r} has arrays of different lengths "

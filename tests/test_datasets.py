@@ -106,6 +106,26 @@ def test_unknown_dataset_suggests_a_name():
     assert "'moons'" in str(info.value) and "did you mean" in str(info.value)
 
 
+def test_a_plugin_dataset_that_fails_or_returns_junk_is_named():
+    class Broken:
+        @gn.hookimpl
+        def graphnet_datasets(self):
+            def boom(size=3):
+                raise RuntimeError("disk on fire")
+            return [gn.Dataset("broken", boom, options={"size": 3}),
+                    gn.Dataset("junk", lambda: {"train": {"x": 1}, "test": {}})]
+
+    name = gn.plugins.register(Broken(), name="broken-datasets")
+    try:
+        with pytest.raises(DataError, match="dataset 'broken' failed to load with options "
+                                            r"\{'size': 5\}: RuntimeError: disk on fire"):
+            ds.load("broken", size="5")
+        with pytest.raises(DataError, match="without a sample axis"):
+            ds.load("junk")
+    finally:
+        gn.plugins.unregister(name)
+
+
 def test_digits_takes_no_options():
     with pytest.raises(DataError, match="takes no options"):
         ds.load("digits", n=5)
