@@ -155,6 +155,22 @@ def test_train_without_graphviz_still_finishes(tmp_path):
     assert_bad_input(render, "dot")
 
 
+def test_flags_override_the_training_block(tmp_path):
+    model = write_model(tmp_path / "m.json", dataset="xor", epochs=1, batch_size=16, seed=4,
+                        optimizer={"name": "momentum", "lr": 0.2, "beta": 0.5})
+
+    def first_line(*flags):
+        result = graphnet("train", model, "--out", tmp_path / "o", "--quiet", *flags)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()[0]
+
+    assert "Momentum(lr=0.2, beta=0.5" in first_line()
+    assert "batch size 16, seed 4" in first_line()
+    assert "Momentum(lr=0.01, beta=0.5" in first_line("--lr", "0.01")
+    line = first_line("--optimizer", "sgd", "--batch-size", 7, "--seed", 3, "--epochs", 2)
+    assert "SGD(lr=0.01," in line and "2 epochs, batch size 7, seed 3" in line
+
+
 def test_train_defaults_to_runs_of_the_model_name(tmp_path):
     model = write_model(tmp_path / "points.json", dataset="xor", epochs=1)
     result = graphnet("train", model, cwd=tmp_path)
@@ -431,6 +447,12 @@ def test_gradcheck_of_binary_and_regression_losses(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(model))
     result = graphnet("gradcheck", tmp_path / "m.json", "--batch", 3)
     assert result.returncode == 0, result.stdout + result.stderr
+    model["inputs"][1] = {"name": "target", "shape": [1]}
+    model["nodes"][3] = {"name": "loss", "op": "mse", "inputs": ["logits", "target"]}
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    result = graphnet("gradcheck", tmp_path / "m.json", "--seed", 5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fc1.weight" in result.stdout and "\nx " in result.stdout  # inputs checked too
 
 
 def test_schema_prints_and_writes_the_json_schema(tmp_path):
