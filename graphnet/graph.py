@@ -64,6 +64,8 @@ class Graph:
 
     def output(self, *names):
         """Mark nodes as the model's outputs (what ``predict`` returns)."""
+        if not names:
+            raise GraphError("output() needs at least one node name, e.g. g.output(y)")
         for n in names:
             if n not in self.nx:
                 raise GraphError(f"output {n!r} is not a node{did_you_mean(n, self.nx.nodes)}")

@@ -45,6 +45,7 @@ BUILTIN_PLUGINS = (
     "graphnet.builtin.losses",
     "graphnet.builtin.initializers",
     "graphnet.builtin.optimizers",
+    "graphnet.builtin.schedules",
     "graphnet.builtin.datasets",
 )
 
@@ -55,6 +56,7 @@ KINDS = {
     "op": "graphnet_ops",
     "activation": "graphnet_activations",
     "optimizer": "graphnet_optimizers",
+    "schedule": "graphnet_schedules",
     "initializer": "graphnet_initializers",
     "dataset": "graphnet_datasets",
 }
@@ -392,11 +394,12 @@ def _check(kind, obj, who, hook):
         if not (callable(obj.fn) and callable(obj.derivative)):
             raise PluginError(f"{bad}: fn and derivative must be callables")
         return obj
-    if kind == "optimizer":
-        from .optim import Optimizer
-        if not (inspect.isclass(obj) and issubclass(obj, Optimizer)):
-            hint = " (return the class, not an instance)" if isinstance(obj, Optimizer) else ""
-            raise PluginError(f"{bad}; it must return graphnet.Optimizer subclasses{hint}")
+    if kind in ("optimizer", "schedule"):  # classes, built with hyperparameters
+        base = _class_kinds()[kind]
+        if not (inspect.isclass(obj) and issubclass(obj, base)):
+            hint = " (return the class, not an instance)" if isinstance(obj, base) else ""
+            raise PluginError(f"{bad}; it must return graphnet.{base.__name__} "
+                              f"subclasses{hint}")
         _check_name(obj, bad)
         return obj
     expected = {"initializer": Initializer, "dataset": Dataset}[kind]
@@ -433,14 +436,23 @@ def _as_plugin(obj):
     return obj, default
 
 
-def _kind_of(obj):
+def _class_kinds():
+    """The kinds registered as classes, with their base classes (imported late:
+    optim and schedules import this module)."""
     from .optim import Optimizer
+    from .schedules import Schedule
+    return {"optimizer": Optimizer, "schedule": Schedule}
+
+
+def _kind_of(obj):
     if isinstance(obj, Activation):
         return "activation"
     if isinstance(obj, Op) or (inspect.isclass(obj) and issubclass(obj, Op)):
         return "op"
-    if inspect.isclass(obj) and issubclass(obj, Optimizer):
-        return "optimizer"
+    if inspect.isclass(obj):
+        for kind, base in _class_kinds().items():
+            if issubclass(obj, base):
+                return kind
     if isinstance(obj, Initializer):
         return "initializer"
     if isinstance(obj, Dataset):

@@ -14,15 +14,23 @@ from .gradients import gradcheck
 from .model import Model
 from .ops import Activation, Op
 from . import plugins
+from .errors import PluginError
 
 
 @contextlib.contextmanager
 def registered(obj):
     """Register an Op or Activation for the duration of a with-block (if not yet known)."""
     kind = "activation" if isinstance(obj, Activation) else "op"
-    if obj.name in plugins.registry().tables()["op"]:
-        yield obj.name
-        return
+    entry = plugins.registry().tables()["op"].get(obj.name)
+    if entry is not None:
+        mine = getattr(entry.obj, "activation", entry.obj)
+        if obj is mine or (isinstance(obj, Op) and type(obj) is type(mine)):
+            yield obj.name
+            return
+        # checking the registered namesake instead would test the wrong code
+        raise PluginError(f"{kind} {obj.name!r} is already registered by plugin "
+                          f"{entry.plugin!r}; give yours another name, or pass the name "
+                          f"{obj.name!r} to check the registered one")
     hook = "graphnet_activations" if kind == "activation" else "graphnet_ops"
 
     class _Plugin:
@@ -37,16 +45,19 @@ def registered(obj):
 
 
 def check_op(op, input_shapes, attrs=None, batch=3, seed=0, tolerance=1e-6,
-             int_inputs=None, classes=3, inputs=True):
-    """Gradient-check one op (a registered name, an Op or an Activation).
+             int_inputs=None, classes=3, inputs=True, training=False):
+    """Gradient-check one op (a registered name, an Op or its class, or an Activation).
 
     Builds inputs of the given per-sample shapes, the op, and (unless the op
     is a loss) an mse against a random target; checks that forward returns the
     shape the op inferred and that backward matches finite differences in
     float64. Returns the GradcheckReport; raises AssertionError if it fails.
     ``int_inputs`` lists input positions fed integer labels in [0, classes).
+    ``training=True`` checks the training-mode pass (dropout's mask is replayed).
     """
     rng = np.random.default_rng(seed)
+    if isinstance(op, type) and issubclass(op, Op):
+        op = op()
     cm = registered(op) if isinstance(op, (Op, Activation)) else contextlib.nullcontext(op)
     with cm as name:
         opobj = plugins.get("op", name)
@@ -72,7 +83,8 @@ def check_op(op, input_shapes, attrs=None, batch=3, seed=0, tolerance=1e-6,
         expected = () if node.kind == "loss" else (batch, *node.shape)
         assert out.shape == expected, (
             f"op {name!r}: forward returned shape {out.shape}, but infer() said {expected}")
-        report = gradcheck(model, feeds, inputs=inputs, tolerance=tolerance, seed=seed)
+        report = gradcheck(model, feeds, inputs=inputs, tolerance=tolerance, seed=seed,
+                           training=training)
         assert report.ok, f"op {name!r} failed its gradient check:\n{report}"
         return report
 

@@ -1,0 +1,91 @@
+"""graphnet.testing: the checks a plugin author runs on their own ops and activations."""
+
+import numpy as np
+import pytest
+
+import graphnet as gn
+from graphnet import plugins
+from graphnet.testing import check_activation, check_op, registered
+
+
+class Scale(gn.Op):
+    """y = x * gain, with a learned per-feature gain: an op with a param."""
+
+    name = "test_scale"
+    attrs = {"start": gn.Attr(1.0, "float")}
+
+    def params(self, attrs, shape):
+        return {"gain": gn.Param((shape[-1],), {"name": "uniform", "limit": 2.0})}
+
+    def forward(self, ctx, x, gain):
+        ctx.x, ctx.gain = x, gain
+        return x * gain
+
+    def backward(self, ctx, dy):
+        dx = dy * ctx.gain if ctx.needs_grad[0] else None
+        return dx, (dy * ctx.x).reshape(-1, ctx.x.shape[-1]).sum(axis=0)
+
+
+class WrongScale(Scale):
+    name = "test_wrong_scale"
+
+    def backward(self, ctx, dy):
+        dx, dgain = super().backward(ctx, dy)
+        return dx, dgain * 1.01
+
+
+class WrongShape(Scale):
+    name = "test_wrong_shape"
+
+    def infer(self, attrs, shape):
+        return shape + (1,)
+
+
+def test_check_op_on_a_custom_op_with_a_param():
+    report = check_op(Scale(), [(4,)])
+    assert report.ok and {"node.gain", "in0"} <= set(report.errors)
+    assert check_op(Scale, [(2, 3)], {"start": 2.0}).ok    # a class works too
+    assert "test_scale" not in [e.name for e in plugins.list("op")]  # unregistered after
+
+
+def test_check_op_catches_a_wrong_param_gradient():
+    with pytest.raises(AssertionError, match="(?s)test_wrong_scale.*node.gain  9"):
+        check_op(WrongScale(), [(4,)])
+
+
+def test_check_op_catches_a_wrong_shape_inference():
+    with pytest.raises(AssertionError, match=r"forward returned shape \(3, 4\).*\(3, 4, 1\)"):
+        check_op(WrongShape(), [(4,)])
+
+
+def test_check_activation_on_a_custom_activation():
+    cube = gn.Activation("test_cube", fn=lambda x: x**3, derivative=lambda x, y: 3 * x**2)
+    assert check_activation(cube, shape=(3, 2)).ok
+    sig = lambda x, beta: 1 / (1 + np.exp(-beta * x))  # noqa: E731
+    swish = gn.Activation(
+        "test_swish", fn=lambda x, beta=1.0: x * sig(x, beta),
+        derivative=lambda x, y, beta=1.0: sig(x, beta) * (1 + beta * x * (1 - sig(x, beta))),
+        attrs={"beta": 1.0})
+    assert check_activation(swish, attrs={"beta": 1.7}).ok
+
+
+def test_check_op_by_name_and_for_losses():
+    assert check_op("dense", [(3,)], {"units": 2}).ok
+    assert check_op("softmax_cross_entropy", [(5,), ()], classes=5).ok
+
+
+def test_a_namesake_of_a_registered_op_is_refused():
+    fake = gn.Activation("tanh", fn=lambda x: x, derivative=lambda x, y: np.ones_like(x))
+    with pytest.raises(gn.PluginError, match="'tanh'.*graphnet.builtin.activations"):
+        check_activation(fake)
+    tanh = plugins.get("activation", "tanh")
+    assert check_activation(tanh).ok        # the registered object itself is fine
+
+
+def test_registered_cleans_up_after_an_error():
+    with pytest.raises(RuntimeError):
+        with registered(Scale()) as name:
+            assert name == "test_scale" and plugins.get("op", name)
+            raise RuntimeError
+    with pytest.raises(gn.UnknownOpError):
+        plugins.get("op", "test_scale")
