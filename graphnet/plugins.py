@@ -1,6 +1,6 @@
 """The plugin manager: builtins first, then the ``graphnet`` entry points.
 
-graphnet's own ops, activations, losses, optimizers, initializers and
+graphnet's own ops, activations, losses, optimizers, schedules, initializers and
 datasets are plugin modules listed in ``BUILTIN_PLUGINS`` and registered
 exactly like a third-party distribution, which plugs in through the
 ``graphnet`` entry-point group of its ``pyproject.toml``.
@@ -394,12 +394,18 @@ def _check(kind, obj, who, hook):
         if not (callable(obj.fn) and callable(obj.derivative)):
             raise PluginError(f"{bad}: fn and derivative must be callables")
         return obj
-    if kind in ("optimizer", "schedule"):  # classes, built with hyperparameters
-        base = _class_kinds()[kind]
-        if not (inspect.isclass(obj) and issubclass(obj, base)):
-            hint = " (return the class, not an instance)" if isinstance(obj, base) else ""
-            raise PluginError(f"{bad}; it must return graphnet.{base.__name__} "
-                              f"subclasses{hint}")
+    if kind == "optimizer":
+        from .optim import Optimizer
+        if not (inspect.isclass(obj) and issubclass(obj, Optimizer)):
+            hint = " (return the class, not an instance)" if isinstance(obj, Optimizer) else ""
+            raise PluginError(f"{bad}; it must return graphnet.Optimizer subclasses{hint}")
+        _check_name(obj, bad)
+        return obj
+    if kind == "schedule":
+        from .schedules import Schedule
+        if not (inspect.isclass(obj) and issubclass(obj, Schedule)):
+            hint = " (return the class, not an instance)" if isinstance(obj, Schedule) else ""
+            raise PluginError(f"{bad}; it must return graphnet.Schedule subclasses{hint}")
         _check_name(obj, bad)
         return obj
     expected = {"initializer": Initializer, "dataset": Dataset}[kind]
@@ -418,7 +424,7 @@ def _check_name(obj, bad):
 
 def _as_plugin(obj):
     """(plugin, default name) for register(): modules and hook objects as they are;
-    an Op, Activation, Optimizer class, Initializer or Dataset (or a list of them)
+    an Op, Activation, Optimizer or Schedule class, Initializer or Dataset (or a list of them)
     wrapped into a plugin object with the right hooks."""
     items = obj if isinstance(obj, (builtins.list, tuple)) else [obj]
     kinds = [_kind_of(item) for item in items]
@@ -436,23 +442,17 @@ def _as_plugin(obj):
     return obj, default
 
 
-def _class_kinds():
-    """The kinds registered as classes, with their base classes (imported late:
-    optim and schedules import this module)."""
-    from .optim import Optimizer
-    from .schedules import Schedule
-    return {"optimizer": Optimizer, "schedule": Schedule}
-
-
 def _kind_of(obj):
+    from .optim import Optimizer
     if isinstance(obj, Activation):
         return "activation"
     if isinstance(obj, Op) or (inspect.isclass(obj) and issubclass(obj, Op)):
         return "op"
-    if inspect.isclass(obj):
-        for kind, base in _class_kinds().items():
-            if issubclass(obj, base):
-                return kind
+    if inspect.isclass(obj) and issubclass(obj, Optimizer):
+        return "optimizer"
+    from .schedules import Schedule
+    if inspect.isclass(obj) and issubclass(obj, Schedule):
+        return "schedule"
     if isinstance(obj, Initializer):
         return "initializer"
     if isinstance(obj, Dataset):
