@@ -168,6 +168,8 @@ def test_fan_out_through_pass_through_ops_accumulates_correctly():
     s4 = g.add("sub", s3, g.add("concat", g.add("dropout", h, rate=0.1)))
     g.add("mse", s4, t, name="loss")
     g.add("mse", s, t, name="loss2")
+    pair = g.add("concat", s2, s2, i2)            # one input twice, with split views
+    g.add("mse", g.add("dense", pair, units=4), t, name="loss3")
     model = gn.Model(g, dtype="float64")
     feeds = feeds_for(model)
     assert_grads(model, feeds, inputs=True)
