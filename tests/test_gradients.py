@@ -235,3 +235,17 @@ def test_integer_valued_feeds_of_float_inputs_are_checked_too():
     feeds = {"x": np.arange(20).reshape(5, 4) % 3, "t": np.zeros((5, 3), dtype=int)}
     report = assert_grads(model, feeds, inputs=True)
     assert {"x", "t"} <= set(report.errors)
+
+
+def test_gradients_handed_to_two_inputs_are_not_shared():
+    """add hands the same array to both inputs; a later sum into one of them (from an
+    earlier consumer of ``a``) must not change the other's gradient."""
+    g, x, t = regression()
+    a = g.add("dense", x, units=3, name="a")
+    b = g.add("dense", x, units=3, name="b")
+    c = g.add("tanh", a, name="c")                  # consumes a before the add does
+    d = g.add("identity", b, name="d")
+    s = g.add("add", a, d, name="s")
+    g.add("mse", g.add("mul", s, c), t, name="loss")
+    model = gn.Model(g, dtype="float64")
+    assert_grads(model, feeds_for(model), inputs=True)
