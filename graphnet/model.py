@@ -185,9 +185,12 @@ class Model:
             raise GraphnetError(f"model {self.name!r} has no outputs; mark them with g.output(...)")
         if batch_size is None:
             return {k: np.array(v) for k, v in self.forward(feeds, self.outputs).items()}
-        if int(batch_size) < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
             raise GraphnetError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = _batch_len(feeds)
+        if n == 0:
+            return self.predict(feeds)
         parts = {o: [] for o in self.outputs}
         for start in range(0, n, batch_size):
             chunk = {k: np.asarray(v)[start:start + batch_size] for k, v in feeds.items()}

@@ -239,3 +239,13 @@ def test_replacing_model_rng_is_honoured_by_dropout():
     a.rng, b.rng = np.random.default_rng(9), np.random.default_rng(9)
     np.testing.assert_array_equal(a.forward(ones, training=True)["d"],
                                   b.forward(ones, training=True)["d"])
+
+
+def test_predict_in_batches_edge_cases():
+    model = gn.Model(classifier())
+    assert model.predict({"x": X[:0]}, batch_size=4)["out"].shape == (0, 3)
+    np.testing.assert_allclose(model.predict({"x": X}, batch_size=np.int64(1))["out"],
+                               model.predict({"x": X})["out"], rtol=1e-6)
+    for bad in (0, 2.5, "4", True):
+        with pytest.raises(gn.GraphnetError, match="batch_size"):
+            model.predict({"x": X}, batch_size=bad)
