@@ -249,3 +249,47 @@ def test_gradients_handed_to_two_inputs_are_not_shared():
     g.add("mse", g.add("mul", s, c), t, name="loss")
     model = gn.Model(g, dtype="float64")
     assert_grads(model, feeds_for(model), inputs=True)
+
+
+# --- random DAGs ---------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+UNARY = ["tanh", "sigmoid", "softplus", "elu", "identity", "dense", "softmax"]
+BINARY = ["add", "sub", "mul", "concat_dense"]
+
+
+@st.composite
+def random_dag(draw):
+    """A random DAG over (3,)-shaped nodes: any node may feed any later node, any
+    number of times, so fan-out, repeated inputs and skips all show up."""
+    g = gn.Graph("random")
+    nodes = [g.input("x1", (3,)), g.input("x2", (3,))]
+    for _ in range(draw(st.integers(1, 8))):
+        pick = st.sampled_from(nodes)
+        if draw(st.booleans()):
+            op = draw(st.sampled_from(UNARY))
+            attrs = {"units": 3} if op == "dense" else {}
+            nodes.append(g.add(op, draw(pick), **attrs))
+        else:
+            op, a, b = draw(st.sampled_from(BINARY)), draw(pick), draw(pick)
+            if op == "concat_dense":
+                nodes.append(g.add("dense", g.add("concat", a, b), units=3))
+            else:
+                nodes.append(g.add(op, a, b))
+    used = {i for n in g.nodes() for i in g.node(n)["inputs"]}
+    sinks = [n for n in nodes if n not in used] or nodes[-1:]
+    total = sinks[0]
+    for s in sinks[1:]:
+        total = g.add("add", total, s)
+    g.add("mse", total, g.input("t", (3,)), name="loss")
+    return g
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(graph=random_dag(), seed=st.integers(0, 3))
+def test_random_dags(graph, seed):
+    model = gn.Model(graph, seed=seed, dtype="float64")
+    rng = np.random.default_rng(seed)
+    feeds = {k: rng.normal(size=(3, 3)) for k in ("x1", "x2", "t")}
+    report = gn.gradcheck(model, feeds, inputs=True, max_per_param=9)
+    assert report.ok, str(report)
