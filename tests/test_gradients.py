@@ -285,7 +285,8 @@ def random_dag(draw):
     return g
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, derandomize=True,  # the same DAGs in every run
+          suppress_health_check=[HealthCheck.too_slow])
 @given(graph=random_dag(), seed=st.integers(0, 3))
 def test_random_dags(graph, seed):
     model = gn.Model(graph, seed=seed, dtype="float64")
