@@ -5,6 +5,7 @@
 """
 
 from . import plugins
+from .callbacks import Callback, EarlyStopping, LearningRateLogger
 from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphError,
                      GraphnetError, PluginError, SchemaError, ShapeError, TrainingError,
                      UnknownOpError)
@@ -14,13 +15,18 @@ from .model import Model
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
 from .optim import Optimizer, optimizer
 from .plugins import hookimpl
+from .render import render
+from .schedules import Schedule, schedule
+from .serialize import Checkpoint, load, load_checkpoint, model_schema, save
+from .train import History
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Attr", "CheckpointError", "Context", "CycleError", "DataError", "Dataset",
-    "FeedError", "GradcheckReport", "Graph", "GraphError", "GraphnetError", "Initializer",
-    "Model", "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "SchemaError",
-    "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "optimizer",
-    "plugins",
+    "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
+    "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
+    "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
+    "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "Schedule", "SchemaError",
+    "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "load",
+    "load_checkpoint", "model_schema", "optimizer", "plugins", "render", "save", "schedule",
 ]

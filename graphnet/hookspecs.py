@@ -1,6 +1,6 @@
 """The plugin API: one hook per kind of thing a plugin can add to graphnet.
 
-Every builtin op, activation, loss, optimizer, initializer and dataset comes
+Every builtin op, activation, loss, optimizer, schedule, initializer and dataset comes
 through these hooks, registered exactly like a third-party plugin. A plugin is
 any module or object with functions named after these hooks and marked with
 ``graphnet.hookimpl``. A distribution makes itself known through the
@@ -67,6 +67,23 @@ def graphnet_optimizers():
         @graphnet.hookimpl
         def graphnet_optimizers():
             return [SignSGD]
+    """
+
+
+@hookspec
+def graphnet_schedules():
+    """Return a list of ``graphnet.Schedule`` subclasses to register.
+
+    A schedule maps the update number ``t`` (0 for the first) to a learning
+    rate; each class has a ``name`` and takes its settings as keyword
+    arguments. ``graphnet.schedule(name, **settings)`` builds one, and any
+    optimizer takes it (or its dict form ``{"name": ..., ...}``) as ``lr``.
+
+    Example::
+
+        @graphnet.hookimpl
+        def graphnet_schedules():
+            return [Halving]
     """
 
 

@@ -12,6 +12,8 @@ True
 """
 
 import math
+import operator
+import sys
 
 import numpy as np
 
@@ -21,6 +23,36 @@ from .plugins import registry
 from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds
 
 DEFAULT_MAX_PARAMS = 10**9
+
+
+class FlatArrays(dict):
+    """``{name: array}`` whose arrays are views into one 1-d array, ``flat``.
+
+    ``model.params`` and what ``model.backward()`` returns are FlatArrays of
+    one layout, so an optimizer can update every param with a few numpy calls
+    over ``flat`` instead of a few per param. It is a plain dict otherwise:
+    replacing an entry (``params[k] = new``) is allowed, and ``intact()`` then
+    says False so that the optimizer goes param by param.
+    """
+
+    __slots__ = ("flat", "views", "layout")
+
+    def __init__(self, items=(), flat=None, layout=None):
+        super().__init__(items)
+        self.flat = flat
+        self.layout = layout              # ((key, offset, size, shape), ...), shared
+        self.views = tuple(self.values())
+
+    def intact(self):
+        """True while every entry is still the view into ``flat`` it was made as."""
+        return (self.flat is not None and len(self) == len(self.views)
+                and all(map(operator.is_, self.values(), self.views)))
+
+
+def flat_arrays(layout, flat):
+    """A FlatArrays of views into ``flat``, one per ``layout`` entry."""
+    return FlatArrays(((key, flat[o:o + n].reshape(shape)) for key, o, n, shape in layout),
+                      flat, layout)
 
 
 class Model:
@@ -51,10 +83,21 @@ class Model:
         self.rng = np.random.default_rng(run_seq)  # dropout and other run-time randomness
         self._plans = {}
         self._last = None
+        self._grads = None                          # the last backward's FlatArrays
+        self._one = np.ones((), dtype=self.dtype)   # the seed gradient of a loss
 
     def _init_params(self, rng):
+        """Each param initialised in node order, all of them views into one flat array."""
         reg = registry()
-        params = {}
+        layout, offset = [], 0
+        for node in self.program.nodes.values():
+            for pname, spec in node.params.items():
+                size = int(np.prod(spec.shape, dtype=np.int64))
+                layout.append((f"{node.name}.{pname}", offset, size, tuple(spec.shape)))
+                offset += size
+        self._layout = tuple(layout)
+        self._flat_size = offset
+        params = flat_arrays(self._layout, np.empty(offset, self.dtype))
         for node in self.program.nodes.values():
             for pname, spec in node.params.items():
                 init = spec.init
@@ -74,7 +117,7 @@ class Model:
                 if value.shape != tuple(spec.shape):
                     raise GraphnetError(f"initializer {init!r} returned shape {value.shape} for "
                                         f"{node.name}.{pname}, which needs {spec.shape}")
-                params[f"{node.name}.{pname}"] = value.astype(self.dtype)
+                params[f"{node.name}.{pname}"][...] = value
         return params
 
     # --- properties --------------------------------------------------------
@@ -121,11 +164,17 @@ class Model:
         By default the outputs are the graph's outputs and its losses (which
         need the targets fed too). Only the nodes the outputs need are run.
         With ``training=True`` dropout is on and ``backward`` may follow.
+        The arrays returned are the caller's (the engine reuses its own).
         """
         if outputs is None:
             outputs = self.outputs + [l for l in self.losses if l not in self.outputs]
         elif isinstance(outputs, str):
             outputs = [outputs]
+        vals = self._run(outputs, feeds, training)
+        return {name: np.array(vals[slot]) for name, slot in self._last[0].targets}
+
+    def _run(self, outputs, feeds, training):
+        """Forward through the plan for ``outputs``; its slot values (engine-owned)."""
         plan = self.plan(outputs)
         fed, _ = check_feeds(plan, feeds, self.dtype, self.program.inputs)
         vals = [None] * plan.size
@@ -137,14 +186,16 @@ class Model:
         plan.set_mode(bool(training), self.rng)
         plan.run_forward(vals)
         self._last = (plan, vals)
-        return {name: vals[slot] for name, slot in plan.targets}
+        return vals
 
     def backward(self, loss=None, inputs=False):
         """Gradients of the last forward's loss: {param key: array}, one per param.
 
         With several loss nodes their sum is differentiated, unless ``loss``
         names one. ``inputs=True`` adds the gradients of the float inputs,
-        keyed by input name.
+        keyed by input name. The result is a FlatArrays (views into one flat
+        array, in the order of ``model.params``); once the caller has dropped it
+        and all its arrays, the next call reuses its memory.
         """
         if self._last is None:
             raise GraphnetError("backward needs a forward pass first: call "
@@ -163,21 +214,42 @@ class Model:
                                     f"losses computed: {[n for n, _ in plan.losses]}"
                                     f"{did_you_mean(loss, self.losses)}")
         plan.set_grad_mode(bool(inputs))
-        one = np.ones((), dtype=self.dtype)
-        grads = plan.run_backward(vals, {slot: one for _, slot in losses})
-        out = {}
+        out, fresh = self._gradient_arrays()
+        for ctx, keys in plan.param_contexts:   # ops may write their param grads there
+            ctx.param_grads = tuple(map(out.__getitem__, keys))
+        try:
+            grads = plan.run_backward(vals, {slot: self._one for _, slot in losses})
+        finally:
+            for ctx, _ in plan.param_contexts:
+                ctx.param_grads = None
         for slot, key in plan.param_slots:
-            g = grads[slot]
-            out[key] = g if g is not None else np.zeros_like(self.params[key])
-        for key, value in self.params.items():
-            if key not in out:
-                out[key] = np.zeros_like(value)
+            g, view = grads[slot], out[key]
+            if g is not view:
+                if g is None:
+                    view.fill(0)
+                else:
+                    np.copyto(view, g)
+        if not fresh:
+            for key in plan.unused_params:
+                out[key].fill(0)
         if inputs:
             for name, slot, node in plan.feeds:
                 if node.dtype in FLOAT_DTYPES:
                     g = grads[slot]
-                    out[name] = g if g is not None else np.zeros_like(vals[slot])
+                    out[name] = np.array(g) if g is not None else np.zeros_like(vals[slot])
         return out
+
+    def _gradient_arrays(self):
+        """The FlatArrays for backward to fill, and whether it is new: the last call's
+        when nothing but the model still holds it, its flat array or any of its arrays
+        (so a training loop allocates nothing), else new zeros."""
+        g = self._grads
+        if (g is not None and sys.getrefcount(g) == 3 and g.intact()
+                and sys.getrefcount(g.flat) == len(g.views) + 2
+                and max(map(sys.getrefcount, g.views), default=3) == 3):
+            return g, False
+        g = self._grads = flat_arrays(self._layout, np.zeros(self._flat_size, self.dtype))
+        return g, True
 
     def predict(self, feeds, batch_size=None):
         """The graph's outputs for ``feeds`` (targets not needed), batched if asked."""

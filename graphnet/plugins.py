@@ -29,6 +29,7 @@ BUILTIN_PLUGINS = (
     "graphnet.builtin.losses",
     "graphnet.builtin.initializers",
     "graphnet.builtin.optimizers",
+    "graphnet.builtin.schedules",
     "graphnet.builtin.datasets",
 )
 
@@ -39,6 +40,7 @@ KINDS = {
     "op": "graphnet_ops",
     "activation": "graphnet_activations",
     "optimizer": "graphnet_optimizers",
+    "schedule": "graphnet_schedules",
     "initializer": "graphnet_initializers",
     "dataset": "graphnet_datasets",
 }
@@ -167,10 +169,12 @@ class Registry:
                     "dataset": Dataset}.get(kind)
         if kind == "op" and inspect.isclass(obj) and issubclass(obj, Op):
             obj = obj()
-        if kind == "optimizer":
+        if kind in ("optimizer", "schedule"):  # classes, built with hyperparameters
             from .optim import Optimizer
-            ok = inspect.isclass(obj) and issubclass(obj, Optimizer)
-            what = "graphnet.Optimizer subclasses"
+            from .schedules import Schedule
+            base = Optimizer if kind == "optimizer" else Schedule
+            ok = inspect.isclass(obj) and issubclass(obj, base)
+            what = f"graphnet.{base.__name__} subclasses"
         else:
             ok = isinstance(obj, expected)
             what = f"graphnet.{expected.__name__} objects"

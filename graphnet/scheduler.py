@@ -4,7 +4,10 @@ and a Program into flat Plans that run forward and backward.
 A Plan is made once per set of requested outputs: the nodes those outputs
 need, in topological order, each a step ``(forward, backward, ctx, input
 slots, output slot)`` over one list of arrays. Running it makes no NetworkX
-call, no registry lookup and builds no per-node dicts.
+call, no registry lookup and builds no per-node dicts: the steps are compiled
+into one straight-line Python function per direction (``plan.source`` shows
+them), which calls each op's bound forward or backward with its inputs read
+from fixed slots.
 """
 
 import math
@@ -202,11 +205,14 @@ class Plan:
                 self.param_slots.append((len(self.slot), key))
                 self.slot[key] = len(self.slot)
         self.size = len(self.slot)
+        self.unused_params = [k for node in nodes.values() for k in node.param_keys()
+                              if k not in self.slot]
         self.targets = [(t, self.slot[t]) for t in targets]
         self.feeds = [(n, self.slot[n], nodes[n]) for n in order if nodes[n].kind == "input"]
         self.losses = [(n, self.slot[n]) for n in order if nodes[n].kind == "loss"]
         self.steps = []
         self.contexts = []
+        self.param_contexts = []               # (ctx, its param keys) of nodes with params
         for n in order:
             node = nodes[n]
             if node.kind == "input":
@@ -216,9 +222,59 @@ class Plan:
             ctx = Context(n, node.attrs, tuple(nodes[i].shape for i in node.inputs), node.shape)
             self.contexts.append(ctx)
             self.steps.append((node.op.forward, node.op.backward, ctx, ins, self.slot[n]))
+            if node.params:
+                self.param_contexts.append((ctx, node.param_keys()))
         self._grad_mode = None
         self.training = self.rng = None
         self.checked = False
+        self._acc = {}                         # slot -> buffer summing its gradients
+        self.source = {}
+        self.run_forward = self._compile("forward", self._forward_lines())
+
+    def _compile(self, name, lines):
+        """Turn generated lines into a function over the steps' ops and contexts."""
+        env = {"accumulate": self._accumulate, "check": self._check_backward}
+        for k, (forward, backward, ctx, _, _) in enumerate(self.steps):
+            env[f"f{k}"], env[f"b{k}"], env[f"c{k}"] = forward, backward, ctx
+        self.source[name] = "\n".join(lines)
+        exec(compile(self.source[name], f"<graphnet plan: {name}>", "exec"), env)
+        return env[name]
+
+    def _forward_lines(self):
+        lines = ["def forward(vals):"]
+        for k, (_, _, _, ins, out) in enumerate(self.steps):
+            args = "".join(f", vals[{i}]" for i in ins)
+            lines.append(f"    vals[{out}] = f{k}(c{k}{args})")
+        lines.append("    return vals")
+        return lines
+
+    def _backward_lines(self):
+        """Reverse steps that need gradients; a slot with one consumer is assigned,
+        one with several sums into a buffer (``accumulate``)."""
+        live = [(k, step) for k, step in enumerate(self.steps) if any(step[2].needs_grad)]
+        consumers = {}
+        for _, (_, _, ctx, ins, _) in live:
+            for i, need in zip(ins, ctx.needs_grad):
+                consumers[i] = consumers.get(i, 0) + need
+        lines = ["def backward(vals, grads, checking):"]
+        for k, (_, _, ctx, ins, out) in reversed(live):
+            lines += [f"    g = grads[{out}]",
+                      "    if g is not None:",
+                      f"        r = b{k}(c{k}, g)",
+                      "        if checking:",
+                      f"            check(c{k}, {ins!r}, r, vals)"]
+            for pos, (i, need) in enumerate(zip(ins, ctx.needs_grad)):
+                if not need:
+                    continue
+                if consumers[i] == 1:
+                    lines.append(f"        grads[{i}] = r[{pos}]")
+                else:
+                    lines += [f"        d = r[{pos}]",
+                              "        if d is not None:",
+                              f"            p = grads[{i}]",
+                              f"            grads[{i}] = d if p is None else accumulate({i}, p, d)"]
+        lines.append("    return grads")
+        return lines
 
     def set_mode(self, training, rng):
         """Tell every context whether this run is training (dropout on) and the rng."""
@@ -227,11 +283,6 @@ class Plan:
                 ctx.training = training
                 ctx.rng = rng
             self.training, self.rng = training, rng
-
-    def run_forward(self, vals):
-        for forward, _, ctx, ins, out in self.steps:
-            vals[out] = forward(ctx, *[vals[i] for i in ins])
-        return vals
 
     def set_grad_mode(self, input_grads):
         """Mark which inputs and params need gradients, for ctx.needs_grad."""
@@ -248,27 +299,32 @@ class Plan:
                 live.add(out)
         self.slot_names = slot_names
         self._grad_mode = input_grads
+        self._backward = self._compile("backward", self._backward_lines())
 
     def run_backward(self, vals, seeds):
-        """Walk the steps in reverse from ``seeds`` ({slot: gradient}); sum at fan-out."""
+        """Walk the steps in reverse from ``seeds`` ({slot: gradient}); sum at fan-out.
+
+        The first run checks what each op's backward returns (count and shapes)."""
         grads = [None] * self.size
         for s, g in seeds.items():
             grads[s] = g
-        check = not self.checked
-        for _, backward, ctx, ins, out in reversed(self.steps):
-            g = grads[out]
-            if g is None or not any(ctx.needs_grad):
-                continue
-            results = backward(ctx, g)
-            if check:
-                self._check_backward(ctx, ins, results, vals)
-            for i, gi, need in zip(ins, results, ctx.needs_grad):
-                if gi is None or not need:
-                    continue
-                prev = grads[i]
-                grads[i] = gi if prev is None else prev + gi
+        self._backward(vals, grads, not self.checked)
         self.checked = True
         return grads
+
+    def _accumulate(self, slot, prev, g):
+        """prev + g for a node with several consumers, in a buffer this plan owns:
+        in place once the buffer holds the sum (ops may hand back ``dy`` itself,
+        so no other array is ever written to)."""
+        buf = self._acc.get(slot)
+        if prev is buf:
+            buf += g
+            return buf
+        dtype = np.result_type(prev, g)
+        shape = np.broadcast_shapes(np.shape(prev), np.shape(g))
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._acc[slot] = np.empty(shape, dtype)
+        return np.add(prev, g, out=buf)
 
     def _check_backward(self, ctx, ins, results, vals):
         """Once per plan: one gradient per input and param, each of its input's shape."""

@@ -1,10 +1,24 @@
-"""Builtin datasets."""
+"""Builtin datasets: the shipped digits and four generated, seeded toy sets."""
+
+import inspect
 
 from .. import datasets
 from ..ops import Dataset
 from ..plugins import hookimpl
 
 
+def _generated(name, fn):
+    """A Dataset whose options are the generator's keyword arguments, with their defaults."""
+    options = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+    return Dataset(name, fn, doc=inspect.getdoc(fn), options=options)
+
+
 @hookimpl
 def graphnet_datasets():
-    return [Dataset("digits", datasets.load_digits, doc=datasets.load_digits.__doc__)]
+    return [
+        Dataset("digits", datasets.load_digits, doc=inspect.getdoc(datasets.load_digits)),
+        _generated("moons", datasets.make_moons),
+        _generated("spirals", datasets.make_spirals),
+        _generated("xor", datasets.make_xor),
+        _generated("sine", datasets.make_sine),
+    ]

@@ -34,14 +34,16 @@ class MSE(Loss):
     name = "mse"
 
     def forward(self, ctx, pred, target):
-        diff = pred - target
+        diff = np.subtract(pred, target, out=ctx.buffer("diff", pred.shape, pred.dtype))
         ctx.diff = diff
-        total = np.dot(diff.ravel(), diff.ravel())
+        flat = diff.reshape(-1)
+        total = np.dot(flat, flat)
         ctx.scale = 1.0 / diff.size if ctx.attrs["reduction"] == "mean" else 1.0
         return np.asarray(total * ctx.scale, dtype=pred.dtype)
 
     def backward(self, ctx, dy):
-        g = ctx.diff * (2 * ctx.scale * dy).astype(ctx.diff.dtype)
+        g = np.multiply(ctx.diff, (2 * ctx.scale * dy).astype(ctx.diff.dtype),
+                        out=ctx.buffer("dpred", ctx.diff.shape, ctx.diff.dtype))
         return g, (-g if ctx.needs_grad[1] else None)
 
 
@@ -66,10 +68,8 @@ class SoftmaxCrossEntropy(Loss):
 
     def forward(self, ctx, logits, labels):
         n, classes = logits.shape
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        sums = exp.sum(axis=1, keepdims=True)
-        log_z = np.log(sums)
+        shifted = np.subtract(logits, logits.max(axis=1, keepdims=True),
+                              out=ctx.buffer("probs", logits.shape, logits.dtype))
         if labels.ndim == 1:
             if labels.dtype.kind not in "iu":
                 raise FeedError(f"softmax_cross_entropy in node {ctx.node!r} needs integer "
@@ -77,25 +77,34 @@ class SoftmaxCrossEntropy(Loss):
             if n and (labels.min() < 0 or labels.max() >= classes):
                 raise FeedError(f"node {ctx.node!r}: labels must lie in [0, {classes}), got "
                                 f"values from {labels.min()} to {labels.max()}")
-            picked = shifted[np.arange(n), labels]
-            total = log_z.sum() - picked.sum()
+            rows = ctx.buffers.get("rows")
+            if rows is None or len(rows) != n:
+                rows = ctx.buffers["rows"] = np.arange(n)
+            ctx.rows = rows
+            picked = shifted[rows, labels].sum()
+            exp = np.exp(shifted, out=shifted)   # the buffer now holds exp, then probs
+            sums = exp.sum(axis=1, keepdims=True)
+            total = np.log(sums).sum() - picked
         else:
-            ctx.log_probs = shifted - log_z   # backward's gradient for the targets
+            exp = np.exp(shifted)
+            sums = exp.sum(axis=1, keepdims=True)
+            ctx.log_probs = shifted - np.log(sums)   # backward's gradient for the targets
             total = -(labels * ctx.log_probs).sum()
-        ctx.probs = exp / sums
+        exp /= sums
+        ctx.probs = exp
         ctx.labels = labels
         ctx.scale = 1.0 / n if ctx.attrs["reduction"] == "mean" else 1.0
         return np.asarray(total * ctx.scale, dtype=logits.dtype)
 
     def backward(self, ctx, dy):
-        g = ctx.probs.copy()  # backward may run twice on one forward
-        labels = ctx.labels
+        """(softmax - onehot) * scale, in one buffer (backward may run twice on one forward)."""
+        probs, labels = ctx.probs, ctx.labels
+        scale = (ctx.scale * dy).astype(probs.dtype)
+        g = np.multiply(probs, scale, out=ctx.buffer("dlogits", probs.shape, probs.dtype))
         if labels.ndim == 1:
-            g[np.arange(len(labels)), labels] -= 1
+            g[ctx.rows, labels] -= scale
         else:
-            g -= labels
-        scale = (ctx.scale * dy).astype(g.dtype)
-        g *= scale
+            g -= labels * scale
         dlabels = None
         if ctx.needs_grad[1] and labels.ndim != 1:
             dlabels = -ctx.log_probs * scale

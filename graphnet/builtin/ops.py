@@ -47,20 +47,27 @@ class Dense(Op):
 
     def forward(self, ctx, x, weight, bias=None):
         ctx.x, ctx.weight = x, weight
-        y = x @ weight
+        dtype = x.dtype if x.dtype == weight.dtype else np.result_type(x, weight)
+        y = np.matmul(x, weight, out=ctx.buffer("y", x.shape[:-1] + weight.shape[1:], dtype))
         if bias is not None:
             y += bias
         return y
 
     def backward(self, ctx, dy):
         x, w = ctx.x, ctx.weight
+        out_w = out_b = None
+        if ctx.param_grads:  # write the param gradients where the engine wants them
+            out_w = ctx.param_grads[0]
+            out_b = ctx.param_grads[1] if len(ctx.param_grads) > 1 else None
         if x.ndim == 2:
-            dw = x.T @ dy
-            db = dy.sum(axis=0)
+            dw = np.matmul(x.T, dy, out=out_w)
+            db = np.add.reduce(dy, axis=0, out=out_b)
         else:
-            dw = x.reshape(-1, x.shape[-1]).T @ dy.reshape(-1, dy.shape[-1])
-            db = dy.reshape(-1, dy.shape[-1]).sum(axis=0)
-        dx = dy @ w.T if ctx.needs_grad[0] else None
+            dw = np.matmul(x.reshape(-1, x.shape[-1]).T, dy.reshape(-1, dy.shape[-1]), out=out_w)
+            db = np.add.reduce(dy.reshape(-1, dy.shape[-1]), axis=0, out=out_b)
+        dx = None
+        if ctx.needs_grad[0]:  # not for a first layer, whose input is data
+            dx = np.matmul(dy, w.T, out=ctx.buffer("dx", x.shape, dw.dtype))
         return (dx, dw, db) if len(ctx.needs_grad) == 3 else (dx, dw)
 
 

@@ -1,0 +1,383 @@
+"""Training-step speed of graphnet against hand-written numpy (and PyTorch, JAX).
+
+One step is forward, the loss value, backward and one optimizer update, on a
+fixed batch. The engines run interleaved in one process, round after round,
+so that a noisy shared machine slows them alike; the report gives each
+engine's median time per step and its ratio to the numpy baseline.
+
+    python benchmarks/bench_mlp.py                      # all four configs
+    python benchmarks/bench_mlp.py --configs tiny digits --json out.json
+    python benchmarks/bench_mlp.py --threads 4          # BLAS threads (default 1)
+    python benchmarks/bench_mlp.py --memory             # peak RSS, mnist-like
+    python benchmarks/bench_mlp.py --scaling docs/scaling.png
+
+PyTorch and JAX are used only when importable (never a dependency).
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import graphnet as gn  # noqa: E402
+from baselines import JaxMLP, NumpyMLP, TorchMLP, init_params, make_data  # noqa: E402
+
+CONFIGS = {
+    # name: layer sizes, hidden activation, batch, loss, rounds
+    "tiny": ([1, 64, 64, 1], "tanh", 32, "mse", 41),
+    "digits": ([64, 128, 10], "relu", 64, "ce", 41),
+    "mnist": ([784, 256, 256, 10], "relu", 128, "ce", 31),
+    "wide": ([1024, 4096, 4096, 10], "relu", 256, "ce", 7),
+}
+LOSS_OP = {"mse": "mse", "ce": "softmax_cross_entropy"}
+
+
+def build_graph(sizes, act, loss, name="mlp"):
+    """The benchmark MLP as a graphnet Graph: dense layers named fc0, fc1, ..."""
+    g = gn.Graph(name)
+    h = g.input("x", shape=(sizes[0],))
+    if loss == "mse":
+        y = g.input("y", shape=(sizes[-1],))
+    else:
+        y = g.input("y", shape=(), dtype="int64")
+    for i, units in enumerate(sizes[1:]):
+        h = g.add("dense", h, units=units, name=f"fc{i}")
+        if i < len(sizes) - 2:
+            h = g.add(act, h)
+    g.add(LOSS_OP[loss], h, y, name="loss")
+    g.output(h)
+    return g
+
+
+def has_optimizer(name):
+    try:
+        gn.optimizer(name)
+        return True
+    except gn.GraphnetError:
+        return False
+
+
+class GraphnetMLP:
+    """graphnet on the same params, data and optimizer as the numpy baseline."""
+
+    def __init__(self, sizes, act, loss, x, y, optimizer="adam", lr=1e-3, seed=0):
+        self.model = gn.Model(build_graph(sizes, act, loss), seed=seed)
+        for i, p in enumerate(init_params(sizes, seed)):
+            self.model.params[f"fc{i // 2}.{'weight' if i % 2 == 0 else 'bias'}"][...] = p
+        self.opt = gn.optimizer(optimizer, lr=lr)
+        self.feeds = {"x": x, "y": y}
+        self.out = self.model.outputs[0]
+
+    def step(self):
+        loss = float(self.model.forward(self.feeds, training=True)["loss"])
+        self.opt.step(self.model.params, self.model.backward())
+        return loss
+
+    def predict(self, x):
+        return self.model.predict({"x": x})[self.out]
+
+
+ENGINES = {"numpy": NumpyMLP, "graphnet": GraphnetMLP, "torch": TorchMLP, "jax": JaxMLP}
+
+
+def available(name):
+    mod = {"torch": "torch", "jax": "jax"}.get(name)
+    if mod is None:
+        return True
+    try:
+        __import__(mod)
+        return True
+    except ImportError:
+        return False
+
+
+def blas_threads(n):
+    """Pin BLAS (and torch's intra-op pool) to n threads for the whole run."""
+    try:
+        from threadpoolctl import threadpool_limits
+        limiter = threadpool_limits(limits=n)
+    except ImportError:
+        limiter = contextlib.nullcontext()
+    if "torch" in sys.modules or available("torch"):
+        try:
+            import torch
+            torch.set_num_threads(n)
+        except ImportError:
+            pass
+    return limiter
+
+
+CLOCK = time.process_time
+
+
+def time_interleaved(fns, rounds, min_round_s=0.02, warmup=3):
+    """Median seconds per call of each fn, measured round-robin.
+
+    Each round calls every fn ``k`` times in a row (``k`` chosen once so a
+    round of each lasts about ``min_round_s``) and records the mean. The
+    clock is CPU time by default (``--clock wall`` for wall time), which on a
+    shared machine leaves out the time another process held the core.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    reps = {}
+    for name, fn in fns.items():
+        t = time.perf_counter()
+        for _ in range(3):
+            fn()
+        one = (time.perf_counter() - t) / 3
+        reps[name] = max(1, int(min_round_s / max(one, 1e-7)))
+    samples = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+        for name in order:
+            fn, k = fns[name], reps[name]
+            t = CLOCK()
+            for _ in range(k):
+                fn()
+            samples[name].append((CLOCK() - t) / k)
+    return {name: statistics.median(s) for name, s in samples.items()}, samples
+
+
+def check_same_loss(engines):
+    """The engines start from the same params and data: their first losses must agree."""
+    losses = {name: e.step() for name, e in engines.items()}
+    ref = losses["numpy"]
+    for name, value in losses.items():
+        if abs(value - ref) > 1e-3 * max(1.0, abs(ref)):
+            raise SystemExit(f"{name} computes loss {value} but numpy {ref}: not the same model")
+    return losses
+
+
+def bench_steps(configs, engines, optimizer, rounds_scale=1.0):
+    results = {}
+    for cname in configs:
+        sizes, act, batch, loss, rounds = CONFIGS[cname]
+        x, y = make_data(sizes, batch, loss)
+        made = {e: ENGINES[e](sizes, act, loss, x, y, optimizer=optimizer) for e in engines}
+        check_same_loss(made)
+        rounds = max(3, int(rounds * rounds_scale))
+        min_round = 0.0 if cname == "wide" else 0.02
+        med, _ = time_interleaved({e: m.step for e, m in made.items()}, rounds,
+                                  min_round_s=min_round, warmup=1 if cname == "wide" else 3)
+        results[cname] = {"sizes": sizes, "activation": act, "batch": batch, "loss": loss,
+                          "rounds": rounds, "median_s": med,
+                          "ratio_to_numpy": {e: med[e] / med["numpy"] for e in med}}
+        print_row(cname, results[cname])
+        del made
+    return results
+
+
+def print_row(cname, r):
+    parts = [f"{cname:7s}"]
+    for e, t in r["median_s"].items():
+        parts.append(f"{e} {fmt_time(t):>9s} ({r['ratio_to_numpy'][e]:.2f}x)")
+    print("  ".join(parts), flush=True)
+
+
+def fmt_time(t):
+    return f"{t * 1e6:.0f} us" if t < 1e-3 else f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def bench_digits_extra(engines, optimizer):
+    """predict() on the digits test split, and fit() seconds per epoch on its train split."""
+    data = gn.datasets.load_digits()
+    xtr, ytr = data["train"]["x"].astype(np.float32), data["train"]["y"].astype(np.int64)
+    xte = data["test"]["x"].astype(np.float32)
+    sizes, act, batch, loss, _ = CONFIGS["digits"]
+    out = {}
+    made = {e: ENGINES[e](sizes, act, loss, xtr[:batch], ytr[:batch], optimizer=optimizer)
+            for e in engines}
+    med, _ = time_interleaved({e: (lambda m=m: m.predict(xte)) for e, m in made.items()}, 21)
+    out["predict_s"] = med
+    out["predict_rows"] = len(xte)
+    line = "  ".join(f"{e} {fmt_time(t)}" for e, t in med.items())
+    print(f"predict digits test ({len(xte)} rows): {line}", flush=True)
+    if hasattr(gn.Model, "fit"):
+        try:
+            import graphnet.train  # noqa: F401
+        except ImportError:
+            return out
+        model = GraphnetMLP(sizes, act, loss, xtr, ytr, optimizer=optimizer).model
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            model.fit({"x": xtr, "y": ytr}, optimizer=gn.optimizer(optimizer, lr=1e-3),
+                      epochs=1, batch_size=batch, progress=False)
+            times.append(time.perf_counter() - t)
+        # the same epoch of steps, hand-written: shuffled batches of the numpy baseline
+        base = NumpyMLP(sizes, act, loss, xtr[:batch], ytr[:batch], optimizer=optimizer)
+        rng = np.random.default_rng(0)
+        ntimes = []
+        for _ in range(3):
+            t = time.perf_counter()
+            order = rng.permutation(len(xtr))
+            for s in range(0, len(xtr), batch):
+                idx = order[s:s + batch]
+                base.x, base.y = xtr[idx], ytr[idx]
+                base.rows = np.arange(len(idx))
+                base.step()
+            ntimes.append(time.perf_counter() - t)
+        out["fit_epoch_s"] = {"graphnet": statistics.median(times),
+                              "numpy": statistics.median(ntimes)}
+        print(f"fit digits, one epoch ({len(xtr)} rows, batch {batch}): graphnet "
+              f"{fmt_time(out['fit_epoch_s']['graphnet'])}, numpy loop "
+              f"{fmt_time(out['fit_epoch_s']['numpy'])}", flush=True)
+    return out
+
+
+def bench_memory(engines, optimizer, steps=50):
+    """Peak RSS of training mnist-like, each engine in a fresh subprocess (the numpy
+    one imports numpy only; graphnet's includes networkx, pluggy and the rest)."""
+    out = {}
+    for e in engines:
+        res = subprocess.run([sys.executable, str(Path(__file__).with_name("rss_child.py")),
+                              e, optimizer, str(steps)],
+                             capture_output=True, text=True, check=True)
+        out[e] = int(res.stdout.split()[-1]) * 1024
+    base = out["numpy"]
+    line = "  ".join(f"{e} {v / 2**20:.1f} MiB ({v / base:.2f}x)" for e, v in out.items())
+    print(f"peak RSS training mnist-like: {line}", flush=True)
+    return out
+
+
+def bench_scaling(optimizer, path=None, quick=False):
+    """Step time and ratio to numpy against width (depth 2 hidden) and depth (width 64)."""
+    widths = [64, 128, 256, 512, 1024, 2048, 4096]
+    depths = [2, 4, 8, 16, 32, 64]
+    if quick:
+        widths, depths = widths[:4], depths[:3]
+    batch = 64
+    rows = {"width": [], "depth": []}
+    for kind, values in (("width", widths), ("depth", depths)):
+        for v in values:
+            sizes = [v] * 3 if kind == "width" else [64] * (v + 1)
+            sizes = sizes + [10]
+            x, y = make_data(sizes, batch, "ce")
+            made = {e: ENGINES[e](sizes, "relu", "ce", x, y, optimizer=optimizer)
+                    for e in ("numpy", "graphnet")}
+            rounds = 5 if kind == "width" and v >= 2048 else 15
+            med, _ = time_interleaved({e: m.step for e, m in made.items()}, rounds,
+                                      min_round_s=0.02, warmup=2)
+            nodes = len(made["graphnet"].model.nodes)
+            rows[kind].append({kind: v, "nodes": nodes, "numpy_s": med["numpy"],
+                               "graphnet_s": med["graphnet"],
+                               "ratio": med["graphnet"] / med["numpy"],
+                               "overhead_per_node_s": (med["graphnet"] - med["numpy"]) / nodes})
+            r = rows[kind][-1]
+            print(f"{kind} {v:5d}: numpy {fmt_time(r['numpy_s']):>9s}  graphnet "
+                  f"{fmt_time(r['graphnet_s']):>9s}  ratio {r['ratio']:.2f}  overhead/node "
+                  f"{r['overhead_per_node_s'] * 1e6:+.1f} us", flush=True)
+    if path:
+        plot_scaling(rows, path)
+    return rows
+
+
+def plot_scaling(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for col, kind in enumerate(("width", "depth")):
+        xs = [r[kind] for r in rows[kind]]
+        ax = axes[0, col]
+        ax.loglog(xs, [r["numpy_s"] * 1e3 for r in rows[kind]], "o-", label="numpy (by hand)")
+        ax.loglog(xs, [r["graphnet_s"] * 1e3 for r in rows[kind]], "s-", label="graphnet")
+        ax.set_xscale("log", base=2)
+        ax.set_ylabel("ms per training step")
+        ax.set_title(f"step time against {kind}" + (" (2 hidden layers)" if kind == "width"
+                                                    else " (width 64)"))
+        ax.legend()
+        ax = axes[1, col]
+        ax.semilogx(xs, [r["ratio"] for r in rows[kind]], "o-", color="C2")
+        ax.set_xscale("log", base=2)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_ylabel("graphnet / numpy")
+        ax.set_xlabel(kind + (" (units per hidden layer)" if kind == "width"
+                              else " (hidden layers)"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
+
+
+def machine():
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    blas = "?"
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_info
+        info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if info:
+            blas = f"{info[0]['internal_api']} {info[0]['version']} ({info[0].get('architecture')})"
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "numpy": np.__version__, "blas": blas}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    ap.add_argument("--engines", nargs="+", choices=list(ENGINES), default=None,
+                    help="default: numpy, graphnet, and torch/jax when installed")
+    ap.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
+                    help="default adam when graphnet has it, else sgd")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="cpu: process CPU time (default; robust on a shared machine), "
+                         "wall: elapsed time")
+    ap.add_argument("--rounds", type=float, default=1.0, help="scale the number of rounds")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-extra", action="store_true", help="skip predict and fit on digits")
+    ap.add_argument("--memory", action="store_true", help="also measure peak RSS (mnist-like)")
+    ap.add_argument("--scaling", nargs="?", const="", default=None, metavar="PNG",
+                    help="also time width and depth sweeps (and plot them to PNG)")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and sweep points")
+    args = ap.parse_args(argv)
+    optimizer = args.optimizer or ("adam" if has_optimizer("adam") else "sgd")
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    engines = args.engines or [e for e in ENGINES if available(e)]
+    if "numpy" not in engines:
+        engines = ["numpy"] + engines
+    info = machine()
+    print(f"{info['date']}; {info['cpu']}, {info['nproc']} cpus; python {info['python']}, "
+          f"numpy {info['numpy']}, BLAS {info['blas']}, {args.threads} BLAS thread(s); "
+          f"optimizer {optimizer}; {args.clock} clock", flush=True)
+    scale = args.rounds * (0.3 if args.quick else 1.0)
+    results = {"machine": info, "threads": args.threads, "optimizer": optimizer,
+               "clock": args.clock}
+    with blas_threads(args.threads):
+        results["steps"] = bench_steps(args.configs, engines, optimizer, scale)
+        if not args.no_extra:
+            results["digits"] = bench_digits_extra(engines, optimizer)
+        if args.scaling is not None:
+            results["scaling"] = bench_scaling(optimizer, args.scaling or None, args.quick)
+    if args.memory:
+        results["memory_rss_bytes"] = bench_memory(["numpy", "graphnet"], optimizer)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.json}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,598 @@
+"""The ``graphnet`` command: train, evaluate, predict, summary, render, plugins, gradcheck, schema.
+
+Every problem a user's input can cause (a missing file, a model that does
+not validate, data that does not fit the model, a bad flag) ends the command
+with one line on stderr that names it, and exit code 2; ``--debug`` adds the
+traceback. A failed gradient check exits with 1.
+
+    graphnet train examples/models/digits_mlp.json
+    graphnet summary runs/digits_mlp/model.npz
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from .errors import DataError, GraphnetError
+
+PROG = "graphnet"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(GraphnetError):
+    """A bad command line: an unknown flag, a missing argument, a bad value."""
+
+    def __init__(self, message, prog=PROG):
+        super().__init__(message)
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors stay one line."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')", self.prog)
+
+
+# --- flag value types: checked by argparse, reported as one line -----------------
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def natural_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def key_value(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+# --- loading models and data ------------------------------------------------------
+
+def _existing(path, what):
+    if not os.path.exists(path):
+        raise DataError(f"{what} {path!r} does not exist")
+    if os.path.isdir(path):
+        raise DataError(f"{what} {path!r} is a folder, not a file")
+    return path
+
+
+def read_graph(path):
+    """The Graph of a JSON model file (checked by graphnet.serialize)."""
+    from .graph import Graph
+    return Graph.from_json(_existing(path, "model file"))
+
+
+def load_model(path, seed=0):
+    """A Model from a JSON model file (fresh params from ``seed``) or a checkpoint (.npz)."""
+    from .model import Model
+    if path.lower().endswith(".npz"):
+        from .serialize import load
+        return load(_existing(path, "checkpoint"))
+    return Model(read_graph(path), seed=seed)
+
+
+def load_drawable(path):
+    """What ``render`` draws: a model file's Graph (drawn even if it does not compile),
+    or a checkpoint's Model."""
+    return load_model(path) if path.lower().endswith(".npz") else read_graph(path)
+
+
+def load_data(args, model, block=None, base="."):
+    """The train and test splits as feeds for ``model``, from --dataset, --data or the block.
+
+    A named dataset comes with its fixed test split. A data file is split 80/20
+    with a fixed seed, unless --test-data names a separate test file.
+    """
+    from . import datasets as ds
+    block = block or {}
+    dataset, data_file = args.dataset, args.data
+    options = dict(getattr(args, "dataset_option", None) or [])
+    if dataset is None and data_file is None:
+        dataset = block.get("dataset")
+        if dataset is None and block.get("data"):
+            data_file = os.path.join(base, block["data"])
+    if dataset is None and data_file is None:
+        raise UsageError("no data to use: pass --dataset NAME or --data FILE "
+                         "(or set training.dataset in the model file)")
+    if dataset is not None:
+        splits = ds.load(dataset, **options)
+        source = f"dataset {dataset!r}"
+    else:
+        if options:
+            raise UsageError("--dataset-option applies to --dataset, not to --data files")
+        source = f"data file {data_file!r}"
+        feeds = ds.to_feeds(model, ds.load_file(data_file, x=args.x, y=args.y), source=source)
+        test_file = getattr(args, "test_data", None)
+        if not test_file:
+            return ds.split(feeds)
+        test = ds.to_feeds(model, ds.load_file(test_file, x=args.x, y=args.y),
+                           source=f"data file {test_file!r}")
+        return {"train": feeds, "test": test}
+    return {s: ds.to_feeds(model, splits[s], source=source) for s in ("train", "test")}
+
+
+def scores(result):
+    """Flatten what evaluate returns into {"loss": float, "accuracy": float or None}."""
+    flat = {}
+
+    def walk(d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v)
+            elif np.ndim(v) == 0 and isinstance(v, (int, float, np.number)):
+                flat.setdefault(k, float(v))
+    walk(result if isinstance(result, dict) else result.__dict__)
+    loss = flat.get("loss")
+    if loss is None:
+        losses = [v for k, v in flat.items() if "loss" in k]
+        loss = float(sum(losses)) if losses else None
+    accuracy = flat.get("accuracy")
+    if accuracy is None:
+        accuracy = next((v for k, v in flat.items() if k.endswith("accuracy")), None)
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def format_scores(s):
+    text = f"loss {s['loss']:.4f}" if s["loss"] is not None else "loss -"
+    if s["accuracy"] is not None:
+        text += f", accuracy {s['accuracy']:.2%}"
+    return text
+
+
+# --- commands -----------------------------------------------------------------------
+
+def cmd_summary(args):
+    print(load_model(args.model).summary())
+
+
+def cmd_plugins(args):
+    from . import plugins
+    rows = []
+    for e in plugins.list():
+        kind = e.kind
+        if kind == "op":
+            if e.name in plugins.registry().tables()["activation"]:
+                continue  # the elementwise op an activation became: listed as the activation
+            kind = "loss" if getattr(e.obj, "kind", None) == "loss" else "op"
+        if args.kind and kind != args.kind:
+            continue
+        rows.append({"kind": kind, "name": e.name, "plugin": e.plugin,
+                     "distribution": e.distribution, "version": e.version})
+    order = ["op", "activation", "loss", "optimizer", "initializer", "dataset"]
+    rows.sort(key=lambda r: (order.index(r["kind"]) if r["kind"] in order else 99, r["name"]))
+    failures = [{"plugin": p, "distribution": d, "message": m} for p, d, m in plugins.failures()]
+    if args.json:
+        print(json.dumps({"plugins": rows, "failures": failures}, indent=2))
+        return
+    header = ("kind", "name", "plugin", "distribution")
+    table = [header] + [(r["kind"], r["name"], r["plugin"],
+                         f"{r['distribution'] or '-'} {r['version'] or ''}".strip())
+                        for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(4)]
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    for f in failures:
+        print(f"FAILED to load: {f['message']}")
+
+
+def random_feeds(model, batch, rng):
+    """Random data shaped by a model's inputs: normal features, targets in range.
+
+    An integer input gets labels in [0, classes), where classes is the width
+    of the predictions of the loss that reads it (2 if none does); a float
+    target of a loss gets values in [0, 1) (valid for binary cross-entropy).
+    """
+    from .datasets import input_roles
+    _, targets = input_roles(model)
+    feeds = {}
+    for name in model.inputs:
+        node = model.nodes[name]
+        shape = (batch, *node.shape)
+        if node.dtype.startswith("int"):
+            classes = 2
+            for other in model.nodes.values():
+                if other.kind == "loss" and name in other.inputs[1:]:
+                    pred = model.nodes[other.inputs[0]].shape
+                    classes = pred[-1] if pred else 2
+                    break
+            feeds[name] = rng.integers(0, classes, size=shape)
+        elif name in targets:
+            feeds[name] = rng.uniform(0, 1, size=shape)
+        else:
+            feeds[name] = rng.normal(size=shape)
+    return feeds
+
+
+def cmd_gradcheck(args):
+    from .gradients import gradcheck
+    model = load_model(args.model, seed=args.seed)
+    if not model.losses:
+        raise GraphnetError(f"model {model.name!r} has no loss node, so there is no gradient "
+                            f"to check; add a loss such as mse or softmax_cross_entropy")
+    feeds = random_feeds(model, args.batch, np.random.default_rng(args.seed))
+    report = gradcheck(model, feeds, inputs=True, tolerance=args.tolerance, seed=args.seed)
+    print(f"gradcheck of {model.name!r} on a random batch of {args.batch}:")
+    print(report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_schema(args):
+    from . import serialize
+    schema = serialize.model_schema()
+    text = json.dumps(schema, indent=2)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+
+
+def cmd_render(args):
+    from .render import render
+    suffix = os.path.splitext(args.output)[1].lower()
+    if suffix not in (".svg", ".png", ".pdf", ".dot"):
+        raise UsageError(f"render: output {args.output!r} must end in .svg, .png, .pdf or .dot")
+    render(load_drawable(args.model), args.output, rankdir=args.rankdir, collapse=args.collapse)
+    print(f"wrote {args.output}")
+
+
+def cmd_train(args):
+    from . import datasets as ds
+    from .model import Model
+    from .optim import optimizer as make_optimizer
+    from .serialize import training_block
+    from .train import evaluate, fit
+
+    if args.model.lower().endswith(".npz"):
+        raise UsageError("train takes a JSON model file; to continue a run from a checkpoint "
+                         "pass the model file with --resume CKPT")
+    graph = read_graph(args.model)
+    block = training_block(graph) or {}
+    opt_spec = block.get("optimizer", {})
+    opt_spec = {"name": opt_spec} if isinstance(opt_spec, str) else dict(opt_spec)
+    if args.optimizer and args.optimizer != opt_spec.get("name"):
+        opt_spec = {"name": args.optimizer}  # the file's hyperparameters fit its own optimizer
+    opt_name = opt_spec.pop("name", "adam")
+    if args.lr is not None:
+        opt_spec["lr"] = args.lr
+    epochs = args.epochs or block.get("epochs", 10)
+    batch_size = args.batch_size or block.get("batch_size", 32)
+    seed = args.seed if args.seed is not None else block.get("seed", 0)
+    out = args.out or os.path.join("runs", graph.name)
+    if args.resume:
+        _existing(args.resume, "checkpoint")
+
+    model = Model(graph, seed=seed)
+    data = load_data(args, model, block, base=os.path.dirname(os.path.abspath(args.model)))
+    validation, watched = data["test"], "test"
+    if block.get("validation_split"):
+        parts = ds.split(data["train"], block["validation_split"], seed=seed)
+        data["train"], validation, watched = parts["train"], parts["test"], "val"
+    opt = make_optimizer(opt_name, **opt_spec)
+    os.makedirs(out, exist_ok=True)
+    n = len(_first(data["train"]))
+    print(f"training {graph.name!r} ({model.param_count():,} params) on {n} samples: {opt}, "
+          f"{epochs} epochs, batch size {batch_size}, seed {seed} -> {out}/", flush=True)
+    start = time.perf_counter()
+    history = fit(model, data["train"], optimizer=opt, epochs=epochs, batch_size=batch_size,
+                  shuffle=block.get("shuffle", True), seed=seed, validation=validation,
+                  progress=not args.quiet, callbacks=_progress_lines(args.quiet, watched),
+                  checkpoint=os.path.join(out, "model.npz"), resume=args.resume)
+    seconds = time.perf_counter() - start
+    results = {s: scores(evaluate(model, data[s])) for s in ("train", "test")}
+    metrics = {"train": results["train"], "test": results["test"], "epochs": len(history),
+               "seconds": round(seconds, 3)}
+    _write_json(os.path.join(out, "metrics.json"), metrics)
+    _render_quietly(model, os.path.join(out, "graph.svg"))
+    _plot_quietly(history, os.path.join(out, "curves.png"))
+    print(f"train {format_scores(results['train'])}")
+    print(f"test {format_scores(results['test'])}  ({seconds:.1f} s; wrote {out}/)")
+
+
+def _progress_lines(quiet, watched):
+    """Without a terminal (a log file, CI) fit draws no bar: print a line per epoch instead.
+
+    ``watched`` names what fit's validation data is: the test split, or a
+    validation part of the training data (the model file's validation_split).
+    """
+    from .callbacks import Callback
+    if quiet or sys.stdout.isatty():
+        return []
+
+    class EpochLines(Callback):
+        def on_epoch_end(self, run, logs):
+            shown = ", ".join(f"{k.replace('val_', watched + '_')} {v:.4g}"
+                              for k, v in logs.items()
+                              if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
+            print(f"epoch {run.epoch}/{run.epochs}: {shown}", flush=True)
+
+    return [EpochLines()]
+
+
+def cmd_evaluate(args):
+    from . import datasets as ds
+    from .train import evaluate
+    model = load_model(args.checkpoint)
+    if args.dataset:
+        options = dict(args.dataset_option or [])
+        feeds = ds.to_feeds(model, ds.load(args.dataset, **options)["test"],
+                            source=f"dataset {args.dataset!r}")
+        split = "test"
+    elif args.data:
+        arrays = ds.load_file(args.data, x=args.x, y=args.y)
+        feeds = ds.to_feeds(model, arrays, source=f"data file {args.data!r}")
+        split = "all"
+    else:
+        raise UsageError("evaluate: pass --dataset NAME (its test split) or --data FILE")
+    s = scores(evaluate(model, feeds, batch_size=args.batch_size))
+    n = len(_first(feeds))
+    if args.json:
+        print(json.dumps({**s, "samples": n, "split": split}))
+    else:
+        print(f"{split} ({n} samples): {format_scores(s)}")
+
+
+def cmd_predict(args):
+    from . import datasets as ds
+    model = load_model(args.checkpoint)
+    arrays = ds.load_file(args.data, x=args.x, y=args.y)
+    feeds = ds.to_feeds(model, arrays, source=f"data file {args.data!r}", targets=False)
+    features, _ = ds.input_roles(model)
+    feeds = {k: v for k, v in feeds.items() if k in features}
+    suffix = os.path.splitext(args.output)[1].lower()
+    if suffix not in (".npy", ".csv", ".npz"):
+        raise UsageError(f"predict: output {args.output!r} must end in .npy, .csv or .npz")
+    outputs = model.predict(feeds, batch_size=args.batch_size)
+    if suffix == ".npz":
+        _atomic(args.output, lambda f: np.savez(f, **outputs))
+    else:
+        if len(outputs) != 1:
+            raise UsageError(f"model {model.name!r} has {len(outputs)} outputs "
+                             f"({', '.join(outputs)}); write them to a .npz file")
+        (name, values), = outputs.items()
+        if suffix == ".npy":
+            _atomic(args.output, lambda f: np.save(f, values))
+        else:
+            flat = values.reshape(len(values), -1)
+            cols = [name] if flat.shape[1] == 1 and values.ndim == 1 else [
+                f"{name}_{i}" for i in range(flat.shape[1])]
+            if args.classes:
+                cols.append("class")
+                flat = np.column_stack([flat, values.reshape(len(values), -1).argmax(1)])
+            text = ",".join(cols) + "\n" + "\n".join(
+                ",".join(f"{v:.9g}" for v in row) for row in flat) + "\n"
+            _atomic(args.output, lambda f: f.write(text.encode()))
+    n = len(_first(feeds))
+    print(f"wrote {args.output} ({', '.join(f'{k} {v.shape}' for k, v in outputs.items())} "
+          f"for {n} samples)")
+
+
+# --- helpers ------------------------------------------------------------------------
+
+def _first(feeds):
+    return next(iter(feeds.values()))
+
+
+def _atomic(path, write):
+    """Write through a temporary file in the same folder, then replace: never half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_json(path, data):
+    text = json.dumps(data, indent=2) + "\n"
+    _atomic(path, lambda f: f.write(text.encode()))
+
+
+def _render_quietly(model, path):
+    """Render graph.svg; a missing graphviz must not lose a finished training run."""
+    from .render import render
+    try:
+        render(model, path)
+    except GraphnetError as exc:
+        print(f"graphnet: warning: graph.svg not written: {_one_line(exc)}", file=sys.stderr)
+
+
+def _plot_quietly(history, path):
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("graphnet: note: curves.png not written: matplotlib is not installed "
+              "(pip install 'graphnet[plot]')", file=sys.stderr)
+        return
+    history.plot(path)
+
+
+def _one_line(exc):
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+# --- the parser -----------------------------------------------------------------------
+
+EXAMPLES = {
+    "train": "graphnet train examples/models/digits_mlp.json --epochs 40 --out runs/digits",
+    "evaluate": "graphnet evaluate runs/digits_mlp/model.npz --dataset digits",
+    "predict": "graphnet predict runs/digits_mlp/model.npz --data new.csv -o predictions.csv",
+    "summary": "graphnet summary examples/models/digits_mlp.json",
+    "render": "graphnet render examples/models/digits_mlp.json -o digits_mlp.svg",
+    "plugins": "graphnet plugins --kind optimizer",
+    "gradcheck": "graphnet gradcheck examples/models/digits_mlp.json",
+    "schema": "graphnet schema -o model-1.json",
+}
+
+
+def _data_flags(p, dataset=True, test_data=False):
+    group = p.add_mutually_exclusive_group()
+    if dataset:
+        group.add_argument("--dataset", metavar="NAME",
+                           help="a registered dataset: digits, moons, spirals, xor, sine, or "
+                                "one a plugin adds (see 'graphnet plugins --kind dataset')")
+    group.add_argument("--data", metavar="FILE",
+                       help=".npz file (arrays named after the model's inputs, or x and y) or "
+                            ".csv file (see --x and --y)")
+    if dataset:
+        p.add_argument("--dataset-option", metavar="KEY=VALUE", type=key_value, action="append",
+                       help="an option of the dataset, e.g. noise=0.2 or n=500 (repeatable)")
+    if test_data:
+        p.add_argument("--test-data", metavar="FILE",
+                       help="a separate test file for --data (default: a fixed 20%% of --data)")
+    p.add_argument("--x", metavar="COLS",
+                   help="CSV feature columns: header names or 0-based indices, comma-separated, "
+                        "ranges as 0:64 (default: every column but the target)")
+    p.add_argument("--y", metavar="COL",
+                   help="CSV target column (default: the column headed y, label, target or "
+                        "class)")
+
+
+def build_parser():
+    from . import __version__
+    debug = Parser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
+    parser = Parser(prog=PROG, description="graphnet: a graph-based neural-network engine. "
+                    "MODEL is a JSON model file or a checkpoint (.npz).",
+                    epilog="example: graphnet train examples/models/digits_mlp.json",
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"graphnet {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[debug],
+                           epilog=f"example:\n  {EXAMPLES[name]}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("train", cmd_train, "train a JSON model; flags override its training block")
+    p.add_argument("model", metavar="MODEL.json")
+    _data_flags(p, test_data=True)
+    p.add_argument("--optimizer", metavar="NAME", help="a registered optimizer (default adam)")
+    p.add_argument("--lr", type=positive_float, metavar="X", help="learning rate")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="total epochs")
+    p.add_argument("--batch-size", type=positive_int, metavar="N")
+    p.add_argument("--seed", type=natural_int, metavar="N",
+                   help="seeds the params and the shuffles")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<model name>)")
+    p.add_argument("--resume", metavar="CKPT",
+                   help="continue from a checkpoint (DIR/model.npz) to the same result as an "
+                        "uninterrupted run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("evaluate", cmd_evaluate, "loss and accuracy of a checkpoint on data "
+                "(--dataset: its test split; --data: the whole file)")
+    p.add_argument("checkpoint", metavar="CKPT")
+    _data_flags(p)
+    p.add_argument("--batch-size", type=positive_int, default=1024, metavar="N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("predict", cmd_predict, "run a checkpoint on a data file and write its outputs")
+    p.add_argument("checkpoint", metavar="CKPT")
+    _data_flags(p, dataset=False)
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help=".npy (one output), .csv (one output, a column per unit) or .npz")
+    p.add_argument("--classes", action="store_true",
+                   help="CSV: add a column with the predicted class (the argmax)")
+    p.add_argument("--batch-size", type=positive_int, default=1024, metavar="N")
+
+    p = command("summary", cmd_summary, "print the model's table of nodes, shapes and params")
+    p.add_argument("model", metavar="MODEL")
+
+    p = command("render", cmd_render, "draw the model with graphviz")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="FILE.svg, .png, .pdf or .dot (the format follows the suffix)")
+    p.add_argument("--rankdir", choices=["TB", "LR", "BT", "RL"], default="TB",
+                   help="direction of the drawing (default TB: top to bottom)")
+    p.add_argument("--collapse", action="store_true",
+                   help="fold each layer with the activations that follow it into one box")
+
+    p = command("plugins", cmd_plugins, "list every registered op, activation, loss, "
+                "optimizer, initializer and dataset with the plugin and distribution it "
+                "came from, and plugins that failed to load")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--kind", choices=["op", "activation", "loss", "optimizer", "initializer",
+                                      "dataset"])
+
+    p = command("gradcheck", cmd_gradcheck, "check the model's backward pass against finite "
+                "differences on random data shaped by its inputs (exit 1 if it fails)")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--batch", type=positive_int, default=4, metavar="N")
+    p.add_argument("--seed", type=natural_int, default=0, metavar="N")
+    p.add_argument("--tolerance", type=positive_float, default=1e-6, metavar="X")
+
+    p = command("schema", cmd_schema, "print the JSON Schema of model files (with every "
+                "installed plugin's ops and attrs)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; return the exit code (0 ok, 1 check failed, 2 bad input)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        debug = debug or getattr(args, "debug", False)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+        return args.func(args) or EXIT_OK
+    except BrokenPipeError:  # `graphnet plugins | head`: the reader left; say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except (GraphnetError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        what = exc if isinstance(exc, GraphnetError) else f"{exc.strerror or exc}" + (
+            f": {exc.filename!r}" if getattr(exc, "filename", None) else "")
+        prog = getattr(exc, "prog", PROG)
+        print(f"{prog}: error: {_one_line(what)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

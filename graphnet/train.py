@@ -1,0 +1,608 @@
+"""The training loop: mini-batches, metrics, validation, callbacks, checkpoints.
+
+>>> import numpy as np, graphnet as gn
+>>> g = gn.Graph("xor")
+>>> x, t = g.input("x", shape=(2,)), g.input("y", shape=(1,))
+>>> y = g.add("dense", g.add("tanh", g.add("dense", x, units=8)), units=1, name="out")
+>>> _ = g.add("binary_cross_entropy", y, t, name="loss"); _ = g.output(y)
+>>> model = gn.Model(g, seed=0)
+>>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]]); Y = np.array([[0], [1], [1], [0]])
+>>> history = model.fit({"x": X, "y": Y}, optimizer=gn.optimizer("adam", lr=0.05),
+...                     epochs=300, batch_size=4, progress=False)
+>>> history.last["accuracy"]
+1.0
+
+What one epoch does: draw a permutation of the samples from the shuffle
+generator (unless ``shuffle=False``), walk the data in that order in chunks of
+``batch_size`` (the last chunk smaller if the size does not divide), and for
+each chunk run forward (training mode), backward, the NaN/Inf guard, one
+optimizer step and the ``on_batch_end`` callbacks; then evaluate the
+validation data, if any, and record a History row.
+
+What ``seed`` covers: the order of the samples in every epoch, and nothing
+else. The initial params and the dropout noise come from the model's own
+seed (``Model(graph, seed=...)``; dropout draws from ``model.rng``, which goes
+on across fit calls). ``seed=None`` derives the shuffle seed from
+``model.seed``, so one seed given to Model makes a whole run reproducible:
+same seeds, same data, same settings give bit-identical params.
+"""
+
+import math
+import numbers
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from .callbacks import Callback
+from .errors import CheckpointError, FeedError, GraphnetError, TrainingError, did_you_mean
+from .optim import Optimizer, optimizer as make_optimizer
+
+CLASSIFICATION_LOSSES = ("softmax_cross_entropy", "binary_cross_entropy")
+EVAL_BATCH_SIZE = 1024
+
+
+# --- metrics -----------------------------------------------------------------
+def accuracy(loss_op, pred, target):
+    """The fraction of right answers of a classification loss's prediction.
+
+    softmax_cross_entropy: argmax of the logits against the integer labels
+    (or the argmax of target probabilities); binary_cross_entropy: logit > 0
+    against target > 0.5, over every output.
+    """
+    if loss_op == "softmax_cross_entropy":
+        guess = pred.argmax(axis=1)
+        truth = target if target.ndim == 1 else target.argmax(axis=1)
+        return np.count_nonzero(guess == truth) / len(guess)
+    if loss_op == "binary_cross_entropy":
+        return np.count_nonzero((pred > 0) == (target > 0.5)) / pred.size
+    raise GraphnetError(f"accuracy is defined for the losses {list(CLASSIFICATION_LOSSES)}, "
+                        f"not {loss_op!r}")
+
+
+class _Measure:
+    """What fit and evaluate compute per batch: the losses and the metrics of each loss node."""
+
+    def __init__(self, model, metrics):
+        self.losses = list(model.losses)
+        if not self.losses:
+            raise GraphnetError(f"model {model.name!r} has no loss node; add one (e.g. "
+                                f"g.add('mse', prediction, target)) to train or evaluate it")
+        nodes = model.nodes
+        self.mean = {l: nodes[l].attrs.get("reduction", "mean") != "sum" for l in self.losses}
+        self.metrics = []        # (key, loss node, fn(pred, target), pred node, target node)
+        several = len(self.losses) > 1
+        if metrics == "auto":
+            wanted = ["accuracy"]
+            strict = False
+        elif metrics is None:
+            wanted, strict = [], False
+        elif isinstance(metrics, str):
+            wanted, strict = [metrics], True
+        elif isinstance(metrics, dict):
+            wanted, strict = list(metrics.items()), True
+        else:
+            wanted, strict = list(metrics), True
+        for item in wanted:
+            name, fn = item if isinstance(item, tuple) else (item, None)
+            if fn is None and name != "accuracy":
+                raise GraphnetError(f"unknown metric {name!r}{did_you_mean(name, ['accuracy'])}; "
+                                    f"give your own as metrics={{{name!r}: fn(pred, target)}}")
+            found = False
+            for l in self.losses:
+                op = nodes[l].op.name
+                if fn is None and op not in CLASSIFICATION_LOSSES:
+                    continue
+                pred, target = nodes[l].inputs[:2]
+                key = f"{l}_{name}" if several else name
+                f = fn if fn is not None else (lambda p, t, _op=op: accuracy(_op, p, t))
+                self.metrics.append((key, l, f, pred, target))
+                found = True
+            if strict and not found:
+                raise GraphnetError(f"metric {name!r} needs a classification loss "
+                                    f"({', '.join(CLASSIFICATION_LOSSES)}); the model's losses "
+                                    f"are {self.losses}")
+        extra = [n for _, _, _, p, t in self.metrics for n in (p, t)]
+        self.targets = list(dict.fromkeys(self.losses + extra))
+        self.keys = ["loss"] + ([f"loss/{l}" for l in self.losses] if several else []) + \
+            [m[0] for m in self.metrics]
+
+    def batch(self, outs):
+        """The batch's logs: each loss as its node reduced it, the total, the metrics."""
+        logs = {}
+        total = 0.0
+        for l in self.losses:
+            value = float(outs[l])
+            total += value
+            if len(self.losses) > 1:
+                logs[f"loss/{l}"] = value
+        logs["loss"] = total
+        for key, _, fn, pred, target in self.metrics:
+            logs[key] = float(fn(outs[pred], outs[target]))
+        return logs
+
+
+class _Totals:
+    """Batch values turned into whole-data values.
+
+    A metric or a mean-reduced loss is averaged over the samples (each batch
+    weighted by its size); a sum-reduced loss is summed over the batches.
+    """
+
+    def __init__(self, measure):
+        summed = {f"loss/{l}" for l in measure.losses if not measure.mean[l]}
+        if not all(measure.mean.values()):
+            summed.add("loss")
+        self.summed = summed
+        self.sums = {}
+        self.count = 0
+
+    def add(self, logs, n):
+        self.count += n
+        sums = self.sums
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + (v if k in self.summed else v * n)
+
+    def result(self):
+        return {k: (s if k in self.summed else s / self.count) for k, s in self.sums.items()}
+
+
+# --- History -------------------------------------------------------------------
+class History:
+    """Per-epoch records of a fit: one dict per epoch, plain floats.
+
+    Each row has ``epoch`` (from 1), ``loss`` and the metrics on the training
+    data (averaged over the epoch's batches, each measured before its update),
+    ``val_loss`` and ``val_<metric>`` when fit has validation data, ``lr`` (of
+    the epoch's last update) and ``seconds``. ``history["loss"]`` is the list
+    of one key over the epochs.
+    """
+
+    def __init__(self, rows=None, stop_reason=None):
+        self.rows = [dict(r) for r in rows or []]
+        self.stop_reason = stop_reason
+
+    def __getitem__(self, key):
+        if not any(key in r for r in self.rows):
+            raise KeyError(f"{key!r} is not in this history; it has {self.keys()}")
+        return [r.get(key) for r in self.rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __contains__(self, key):
+        return any(key in r for r in self.rows)
+
+    def keys(self):
+        """Every key of any row, in order of first appearance."""
+        return list(dict.fromkeys(k for r in self.rows for k in r))
+
+    @property
+    def last(self):
+        """The last epoch's row (an empty dict before the first epoch)."""
+        return dict(self.rows[-1]) if self.rows else {}
+
+    def append(self, row):
+        self.rows.append(dict(row))
+
+    def to_dict(self):
+        """Plain JSON-able data: ``{"epochs": [row, ...], "stop_reason": str or None}``."""
+        return {"epochs": [dict(r) for r in self.rows], "stop_reason": self.stop_reason}
+
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of ``to_dict``."""
+        if not isinstance(data, dict) or not isinstance(data.get("epochs"), list):
+            raise GraphnetError("a history dict needs a list under 'epochs', as "
+                                "History.to_dict() writes it")
+        return cls(data["epochs"], data.get("stop_reason"))
+
+    def plot(self, path=None):
+        """Draw the loss (and accuracy) curves per epoch, train and validation.
+
+        Writes the picture to ``path`` (any format matplotlib knows from the
+        suffix: .png, .svg, .pdf) if given; returns the matplotlib Figure.
+        Needs matplotlib (``pip install matplotlib``).
+        """
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise GraphnetError("History.plot needs matplotlib, which is not installed; "
+                                "install it with `pip install matplotlib` (or "
+                                "`pip install graphnet[plot]`)") from None
+        metrics = [k for k in self.keys() if k not in ("epoch", "lr", "seconds")
+                   and not k.startswith("val_") and not k.startswith("loss")]
+        panels = ["loss"] + metrics
+        fig = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        epochs = self["epoch"] if self.rows else []
+        for ax, key in zip(axes, panels):
+            for k, style in ((key, "-"), (f"val_{key}", "--")):
+                if k in self:
+                    ax.plot(epochs, self[k], style, marker="o", markersize=3,
+                            label="validation" if k.startswith("val_") else "train")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
+        if path is not None:
+            fig.savefig(path)
+        return fig
+
+    def __repr__(self):
+        last = ", ".join(f"{k}={v:.4g}" for k, v in self.last.items()
+                         if isinstance(v, float) and k != "seconds")
+        return f"<History: {len(self.rows)} epochs{'; ' + last if last else ''}>"
+
+
+# --- the run -------------------------------------------------------------------
+class Run:
+    """What callbacks see: the model, the optimizer, the history and where training is.
+
+    ``epoch`` counts from 1, ``batch`` from 1 within the epoch, ``batches`` is
+    the number of batches per epoch, ``epochs`` the epoch fit stops after.
+    """
+
+    def __init__(self, model, optimizer, history, epochs, batches):
+        self.model, self.optimizer, self.history = model, optimizer, history
+        self.epochs, self.batches = epochs, batches
+        self.epoch = self.batch = 0
+        self.stop = False
+
+    def stop_training(self, reason="stopped by a callback"):
+        """Ask fit to stop after the current batch; ``reason`` goes to ``history.stop_reason``."""
+        self.stop = True
+        self.history.stop_reason = reason
+
+
+def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, validation=None,
+        metrics="auto", callbacks=(), progress=True, seed=None, checkpoint=None, resume=None,
+        nan_guard=True):
+    """Train ``model`` on ``data`` with mini-batch gradient descent; return a History.
+
+    data, validation: dicts of input name -> array, samples along axis 0.
+    optimizer: an Optimizer, a registered name, or a dict ``{"name": ..., **hyper}``
+        (default: adam with lr=0.001, or the checkpoint's optimizer on resume).
+    batch_size: 1 is the lecture's SGD, ``len(data)`` (or more) full-batch descent.
+    metrics: "auto" (accuracy for classification losses), None, a list of
+        names, or ``{name: fn(pred, target) -> float}`` for each loss node.
+    callbacks: Callback objects (see graphnet.callbacks).
+    progress: a tqdm bar per epoch when stdout is a terminal.
+    seed: the shuffle seed (see the module doc for what it covers); on resume the
+        checkpoint's generator states go on instead.
+    checkpoint: a path; after every epoch the model, optimizer state, history
+        and training state (epoch, generator states) are saved there.
+    resume: a checkpoint path to continue from: params, optimizer state,
+        history and generators are restored and training goes on at the next
+        epoch, up to ``epochs`` in all. A finished checkpoint trains nothing.
+    nan_guard: stop with TrainingError, naming the node, when a loss, an output
+        or a gradient goes NaN or infinite (checked before the update, so the
+        params stay those of the last good step).
+    """
+    epochs = _whole(epochs, "epochs", 0)
+    measure = _Measure(model, metrics)
+    train_data, n = _prepare(model, data, "data")
+    val_data = _prepare(model, validation, "validation")[0] if validation is not None else None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    batch_size = min(int(batch_size), n)
+    if isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise GraphnetError(f"callbacks must be graphnet.Callback objects, got {cb!r}")
+    shuffle_rng = np.random.default_rng(_shuffle_seed(model, seed))
+    history, start, opt = History(), 0, None
+    if resume is not None:
+        history, start, opt, finished = _resume(model, resume, optimizer, shuffle_rng)
+        if finished or start >= epochs:
+            why = finished or f"it holds {start} of the {epochs} epochs asked for"
+            print(f"checkpoint {resume} has finished training ({why}); nothing more to train")
+            return history
+    if opt is None:
+        opt = _make(optimizer)
+    batches = math.ceil(n / batch_size)
+    run = Run(model, opt, history, epochs, batches)
+    bar_on = progress and _isatty()
+    for cb in callbacks:
+        cb.on_train_begin(run)
+    for epoch in range(start, epochs):
+        run.epoch, run.batch = epoch + 1, 0
+        t0 = time.perf_counter()
+        for cb in callbacks:
+            cb.on_epoch_begin(run)
+        if shuffle:
+            order = shuffle_rng.permutation(n)
+            arrays = {k: v[order] for k, v in train_data.items()}
+        else:
+            arrays = train_data
+        bar = _bar(bar_on, batches, epoch + 1, epochs)
+        try:
+            totals = _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar)
+            row = {"epoch": epoch + 1, **totals.result()}
+            if val_data is not None:
+                row.update({f"val_{k}": v for k, v in
+                            _evaluate(model, val_data, measure, EVAL_BATCH_SIZE).items()})
+            row["lr"] = float(opt.lr)
+            row["seconds"] = time.perf_counter() - t0
+            for cb in callbacks:
+                cb.on_epoch_end(run, row)
+            history.append(row)
+            if bar is not None:
+                bar.set_postfix(_fmt({k: v for k, v in row.items()
+                                      if k not in ("epoch", "seconds")}))
+        finally:
+            if bar is not None:
+                bar.close()
+        last = run.stop or epoch + 1 == epochs
+        if checkpoint is not None and not last:
+            _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, epoch + 1, epochs,
+                             None, batch_size, shuffle)
+        if run.stop:
+            break
+    for cb in callbacks:
+        cb.on_train_end(run)
+    if checkpoint is not None and history.rows and len(history) > start:
+        _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, history.rows[-1]["epoch"],
+                         epochs, history.stop_reason or "done", batch_size, shuffle)
+    return history
+
+
+def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
+    """One pass over the (shuffled) arrays in mini-batches; return the epoch's _Totals."""
+    model, opt = run.model, run.optimizer
+    totals = _Totals(measure)
+    shown = time.monotonic()
+    for b in range(run.batches):
+        run.batch = b + 1
+        lo = b * batch_size
+        feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
+        outs = model.forward(feeds, outputs=measure.targets, training=True)
+        grads = model.backward()
+        logs = measure.batch(outs)
+        if nan_guard:
+            _guard(model, logs["loss"], grads, opt, run.epoch, b + 1)
+        opt.step(model.params, grads)
+        totals.add(logs, min(batch_size, n - lo))
+        for cb in callbacks:
+            cb.on_batch_end(run, logs)
+        if bar is not None:
+            bar.update(1)
+            now = time.monotonic()
+            if now - shown >= 0.1:   # tqdm redraws at most every 0.1 s; so does the postfix
+                bar.set_postfix(_fmt(totals.result()), refresh=False)
+                shown = now
+        if run.stop:
+            break
+    return totals
+
+
+def evaluate(model, data, batch_size=EVAL_BATCH_SIZE, metrics="auto"):
+    """The loss and metrics of ``model`` on ``data`` (inference mode, in batches).
+
+    Returns ``{"loss": float, "accuracy": float, ...}``: a mean-reduced loss
+    averaged over all the samples, a sum-reduced one summed, the metrics
+    averaged over the samples.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    measure = _Measure(model, metrics)
+    arrays, _ = _prepare(model, data, "data")
+    return _evaluate(model, arrays, measure, int(batch_size))
+
+
+def _evaluate(model, arrays, measure, batch_size):
+    n = len(next(iter(arrays.values())))
+    totals = _Totals(measure)
+    for lo in range(0, n, batch_size):
+        feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
+        outs = model.forward(feeds, outputs=measure.targets, training=False)
+        totals.add(measure.batch(outs), min(batch_size, n - lo))
+    return totals.result()
+
+
+# --- the NaN/Inf guard ---------------------------------------------------------
+def find_nonfinite(model, grads=None):
+    """Say where the last forward (and ``grads``) first went NaN or infinite, or None.
+
+    Looks at the fed inputs, then every node's output in the order the
+    forward pass ran them, then the param gradients in the order backward
+    produced them (nearest the loss first). Returns a sentence naming the
+    input, node or param.
+    """
+    if model._last is None:
+        return None
+    plan, vals = model._last
+    for name, slot, node in plan.feeds:
+        v = vals[slot]
+        if v.dtype.kind == "f" and not _finite(v):
+            return f"input {name!r} holds {_count(v)}"
+    nodes = model.nodes
+    for _, _, ctx, _, out in plan.steps:
+        v = vals[out]
+        if not _finite(v):
+            return f"node {ctx.node!r} ({nodes[ctx.node].op.name}) output holds {_count(v)}"
+    if grads:
+        for _, _, ctx, _, _ in reversed(plan.steps):
+            for key in nodes[ctx.node].param_keys():
+                g = grads.get(key)
+                if g is not None and not _finite(g):
+                    return (f"the gradient of param {key!r} of node {ctx.node!r} "
+                            f"({nodes[ctx.node].op.name}) holds {_count(g)}")
+    return None
+
+
+def _finite(a):
+    """True if every value is finite: a cheap sum first, the exact check only if it fails
+    (a sum of finite values can overflow; a NaN or an infinity always shows in it)."""
+    a = np.asarray(a)
+    return math.isfinite(np.add.reduce(a, axis=None)) or bool(np.isfinite(a).all())
+
+
+def _all_finite(grads):
+    """The guard's per-batch check of every gradient, kept to one reduction per array."""
+    total = 0.0
+    for g in grads.values():
+        total += float(np.add.reduce(g, axis=None))
+    return math.isfinite(total) or all(np.isfinite(g).all() for g in grads.values())
+
+
+def _count(a):
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    parts = ([f"{nan} NaN"] if nan else []) + ([f"{inf} infinite"] if inf else [])
+    return " and ".join(parts) + f" of {np.size(a)} values"
+
+
+def _guard(model, loss, grads, opt, epoch, batch):
+    if math.isfinite(loss) and _all_finite(grads):
+        return
+    where = find_nonfinite(model, grads) or f"the loss is {loss}"
+    raise TrainingError(
+        f"training diverged at epoch {epoch}, step {batch} (update {opt.step_count + 1}): "
+        f"{where}; the loss is {loss}. The params are those before this update. Lower the "
+        f"learning rate (lr={opt.lr:g}), clip the gradients (clip_norm=...), or check the "
+        f"data for NaN or huge values")
+
+
+# --- checkpoints ---------------------------------------------------------------
+def _save(model, path, optimizer=None, history=None, train_state=None):
+    from .serialize import save
+    return save(model, path, optimizer=optimizer, history=history, train_state=train_state)
+
+
+def _load_checkpoint(path):
+    from .serialize import load_checkpoint
+    return load_checkpoint(path)
+
+
+def _save_checkpoint(path, model, opt, history, shuffle_rng, epoch, epochs, finished,
+                     batch_size, shuffle):
+    """Save after an epoch. train_state is plain JSON-able data: the epochs done and asked
+    for, why training finished (None while it goes on, "done" after the last epoch, or a
+    callback's stop reason), the update count, the batching, and both generators' states."""
+    state = {"epoch": int(epoch), "epochs": int(epochs), "finished": finished,
+             "step": int(opt.step_count), "batch_size": int(batch_size), "shuffle": bool(shuffle),
+             "rng": {"shuffle": shuffle_rng.bit_generator.state,
+                     "model": model.rng.bit_generator.state}}
+    _save(model, path, optimizer=opt, history=history.to_dict(), train_state=state)
+
+
+def _resume(model, path, optimizer, shuffle_rng):
+    """Restore a checkpoint into model and generators: (history, epoch, optimizer, finished)."""
+    ckpt = _load_checkpoint(path)
+    state = getattr(ckpt, "train_state", None)
+    if not isinstance(state, dict) or "epoch" not in state or "rng" not in state:
+        raise CheckpointError(f"checkpoint {path} holds no training state (it was saved "
+                              f"outside fit); load it with gn.load and fit afresh instead")
+    params = ckpt.model.params
+    if set(params) != set(model.params):
+        raise CheckpointError(f"checkpoint {path} is for other params than this model's: "
+                              f"missing {sorted(set(model.params) - set(params))}, extra "
+                              f"{sorted(set(params) - set(model.params))}")
+    for key, value in model.params.items():
+        if np.shape(params[key]) != value.shape:
+            raise CheckpointError(f"checkpoint {path}: param {key!r} has shape "
+                                  f"{np.shape(params[key])}, the model needs {value.shape}")
+    for key, value in model.params.items():
+        np.copyto(value, params[key])
+    saved = ckpt.optimizer
+    saved_state = saved.state_dict() if isinstance(saved, Optimizer) else saved
+    if optimizer is None:
+        if saved is None:
+            raise CheckpointError(f"checkpoint {path} holds no optimizer; pass optimizer=...")
+        opt = _make(saved_state and {"name": saved_state["name"], **saved_state["hyper"]})
+    else:
+        opt = _make(optimizer)
+    if saved_state is not None:
+        opt.load_state_dict(saved_state)
+    shuffle_rng.bit_generator.state = state["rng"]["shuffle"]
+    model.rng.bit_generator.state = state["rng"]["model"]
+    history = History.from_dict(ckpt.history) if ckpt.history else History()
+    finished = state.get("finished")
+    if finished == "done":
+        finished = None  # all its epochs done: more epochs may still be asked for
+    return history, int(state["epoch"]), opt, finished
+
+
+# --- helpers -------------------------------------------------------------------
+def _make(optimizer):
+    if optimizer is None:
+        return make_optimizer("adam", lr=0.001)
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        return make_optimizer(optimizer)
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("name"), str):
+        hyper = {k: v for k, v in optimizer.items() if k != "name"}
+        return make_optimizer(optimizer["name"], **hyper)
+    raise GraphnetError(f"optimizer must be a graphnet.Optimizer, a registered name or "
+                        f"{{'name': ..., **hyperparameters}}, got {optimizer!r}")
+
+
+def _prepare(model, data, what):
+    """Check a dict of arrays once and convert float inputs to the model's dtype."""
+    if not isinstance(data, dict) or not data:
+        raise FeedError(f"{what} must be a non-empty dict of input name -> array, got "
+                        f"{type(data).__name__}")
+    inputs = model.inputs
+    arrays = {}
+    for key, value in data.items():
+        if key not in inputs:
+            raise FeedError(f"{what}: {key!r} is not an input of model {model.name!r}"
+                            f"{did_you_mean(key, inputs)}; its inputs are {inputs}")
+        arr = np.asarray(value)
+        if arr.ndim == 0:
+            raise FeedError(f"{what}: input {key!r} needs a batch axis (samples first), got a "
+                            f"scalar")
+        if model.nodes[key].dtype.startswith("float") and arr.dtype.kind in "fiub" \
+                and arr.dtype != model.dtype:
+            arr = arr.astype(model.dtype)
+        arrays[key] = arr
+    lens = {k: len(v) for k, v in arrays.items()}
+    if len(set(lens.values())) != 1:
+        raise FeedError(f"{what}: every input needs the same number of samples, got {lens}")
+    n = next(iter(lens.values()))
+    if n == 0:
+        raise FeedError(f"{what} holds no samples")
+    return arrays, n
+
+
+def _shuffle_seed(model, seed):
+    if seed is None:
+        return np.random.SeedSequence(model.seed, spawn_key=(2,))  # siblings: init, model.rng
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise GraphnetError(f"seed must be a whole number >= 0 or None, got {seed!r}")
+    return np.random.SeedSequence(int(seed))
+
+
+def _whole(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise GraphnetError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
+def _isatty():
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _bar(on, total, epoch, epochs):
+    if not on:
+        return None
+    from tqdm import tqdm
+    # the size from shutil, which falls back to 80x24 where a pseudo-terminal reports
+    # 0x0 (tqdm would then draw nothing at all)
+    cols, rows = shutil.get_terminal_size()
+    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", mininterval=0.1,
+                file=sys.stdout, leave=True, ncols=cols, nrows=rows)
+
+
+def _fmt(values):
+    return {k: f"{v:.4g}" for k, v in values.items() if isinstance(v, float)}

@@ -1,0 +1,275 @@
+import numpy as np
+import pytest
+
+import graphnet as gn
+from graphnet import datasets as ds
+from graphnet.errors import DataError
+
+GENERATED = ["moons", "spirals", "xor", "sine"]
+
+
+# --- registered datasets ------------------------------------------------------
+
+def test_every_builtin_dataset_is_a_plugin():
+    names = {e.name for e in gn.plugins.list("dataset")}
+    assert {"digits", *GENERATED} <= names
+    for e in gn.plugins.list("dataset"):
+        if e.name in GENERATED:
+            assert e.distribution == "graphnet"
+            assert {"n", "noise", "seed", "test_fraction"} <= set(e.obj.options)
+
+
+def test_digits_split_is_fixed_stratified_and_scaled():
+    data = ds.load("digits")
+    tr, te = data["train"], data["test"]
+    assert tr["x"].shape == (1438, 64) and te["x"].shape == (359, 64)
+    assert tr["x"].dtype == np.float32 and tr["y"].dtype == np.int64
+    assert 0 <= tr["x"].min() and tr["x"].max() <= 1
+    # stratified: each class has about a fifth of its samples in the test part
+    counts_tr, counts_te = np.bincount(tr["y"]), np.bincount(te["y"])
+    frac = counts_te / (counts_tr + counts_te)
+    assert np.all(np.abs(frac - 0.2) < 0.02)
+    again = ds.load("digits")
+    assert np.array_equal(again["test"]["x"], te["x"])
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_generated_sets_are_seeded_sized_and_split(name):
+    a = ds.load(name, n=250, seed=3, test_fraction=0.2)
+    b = ds.load(name, n=250, seed=3, test_fraction=0.2)
+    c = ds.load(name, n=250, seed=4, test_fraction=0.2)
+    assert len(a["train"]["x"]) == 200 and len(a["test"]["x"]) == 50
+    for split in ("train", "test"):
+        for key in ("x", "y"):
+            assert np.array_equal(a[split][key], b[split][key])
+    assert not np.array_equal(a["train"]["x"], c["train"]["x"])
+    assert a["train"]["x"].dtype == np.float32
+
+
+def test_moons_without_noise_lie_on_two_half_circles():
+    d = ds.load("moons", n=400, noise=0.0)
+    x = np.concatenate([d["train"]["x"], d["test"]["x"]])
+    y = np.concatenate([d["train"]["y"], d["test"]["y"]])
+    upper, lower = x[y == 0], x[y == 1]
+    assert len(upper) == len(lower) == 200
+    assert np.allclose(np.hypot(*upper.T), 1, atol=1e-6) and np.all(upper[:, 1] >= -1e-6)
+    assert np.allclose(np.hypot(lower[:, 0] - 1, lower[:, 1] - 0.5), 1, atol=1e-6)
+    assert np.all(lower[:, 1] <= 0.5 + 1e-6)
+
+
+def test_xor_labels_are_the_xor_of_the_signs():
+    d = ds.load("xor", n=300, noise=0.0)["train"]
+    expected = (d["x"][:, 0] < 0) != (d["x"][:, 1] < 0)
+    assert np.array_equal(d["y"], expected.astype(np.int64))
+    assert set(np.unique(d["y"])) == {0, 1}
+
+
+def test_spirals_have_the_asked_number_of_balanced_classes():
+    d = ds.load("spirals", n=300, classes=3)
+    y = np.concatenate([d["train"]["y"], d["test"]["y"]])
+    assert np.array_equal(np.bincount(y), [100, 100, 100])
+    r = np.hypot(*d["train"]["x"].T)
+    assert r.max() < 1.3
+
+
+def test_sine_is_a_noiseless_regression_on_the_asked_range():
+    d = ds.load("sine", n=500, periods=2.0)["train"]
+    assert d["x"].shape == (400, 1) and d["y"].shape == (400, 1)
+    assert d["y"].dtype == np.float32
+    assert np.allclose(d["y"], np.sin(d["x"]), atol=1e-5)
+    assert np.abs(d["x"]).max() <= 2 * np.pi and np.abs(d["x"]).max() > np.pi
+
+
+def test_options_given_as_strings_are_converted():
+    d = ds.load("spirals", n="90", classes="3", noise="0.5")
+    assert len(d["train"]["x"]) + len(d["test"]["x"]) == 90
+    assert d["train"]["y"].max() == 2
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"n": 1}, "n must be an integer >= 2"),
+    ({"noise": -0.1}, "noise must be a finite number >= 0"),
+    ({"noise": float("nan")}, "noise"),
+    ({"test_fraction": 1.5}, "test_fraction"),
+    ({"n": "ten"}, "option n must be an integer, got 'ten'"),
+    ({"nosie": 0.1}, "did you mean 'noise'"),
+])
+def test_bad_options_are_named(options, words):
+    with pytest.raises(DataError, match=None) as info:
+        ds.load("moons", **options)
+    assert words in str(info.value)
+
+
+def test_unknown_dataset_suggests_a_name():
+    with pytest.raises(DataError) as info:
+        ds.load("mons")
+    assert "'moons'" in str(info.value) and "did you mean" in str(info.value)
+
+
+def test_digits_takes_no_options():
+    with pytest.raises(DataError, match="takes no options"):
+        ds.load("digits", n=5)
+
+
+# --- files ----------------------------------------------------------------------
+
+def test_npz_file_arrays_come_back_by_name(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, features=np.ones((3, 2)), label=np.arange(3))
+    arrays = ds.load_file(path)
+    assert set(arrays) == {"features", "label"}
+    assert np.array_equal(arrays["label"], np.arange(3))
+
+
+def test_npz_with_object_arrays_is_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, x=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(DataError, match="evil.npz"):
+        ds.load_file(path)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"not a zip at all", "not a readable .npz"),
+    (b"PK\x03\x04broken", "not a readable .npz"),
+])
+def test_corrupt_npz_is_named(tmp_path, content, words):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=words):
+        ds.load_file(path)
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        ds.load_file(tmp_path / "nope.npz")
+    (tmp_path / "d.txt").write_text("1,2\n")
+    with pytest.raises(DataError, match="unsupported format '.txt'"):
+        ds.load_file(tmp_path / "d.txt")
+
+
+def test_csv_with_header_uses_the_label_column_as_target(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,label\n1,2,0\n3,4,1\n5,6.5,1\n")
+    arrays = ds.load_file(path)
+    assert arrays["x"].tolist() == [[1, 2], [3, 4], [5, 6.5]]
+    assert arrays["y"].tolist() == [0, 1, 1] and arrays["y"].dtype == np.int64
+
+
+def test_csv_columns_by_name_index_and_range(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("p,q,r,s,out\n1,2,3,4,0.5\n5,6,7,8,1.5\n")
+    arrays = ds.load_file(path, x="q,s", y="out")
+    assert arrays["x"].tolist() == [[2, 4], [6, 8]]
+    assert arrays["y"].tolist() == [0.5, 1.5] and arrays["y"].dtype == np.float64
+    arrays = ds.load_file(path, x="0:3", y="4")
+    assert arrays["x"].tolist() == [[1, 2, 3], [5, 6, 7]]
+
+
+def test_csv_without_header_is_all_features_unless_told(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("1,2,3\n4,5,6\n")
+    assert "y" not in ds.load_file(path)
+    arrays = ds.load_file(path, y="2")
+    assert arrays["x"].tolist() == [[1, 2], [4, 5]] and arrays["y"].tolist() == [3, 6]
+
+
+@pytest.mark.parametrize("text, kwargs, words", [
+    ("a,b\n1,2\n3,x\n", {}, "line 3, column 'b': 'x' is not a number"),
+    ("a,b\n1,2\n3\n", {}, "line 3: 1 fields, expected 2"),
+    ("a,b\n", {}, "no data rows"),
+    ("a,b\n1,2\n", {"y": "c"}, "has no column 'c'"),
+    ("a,b\n1,2\n", {"x": "a,b", "y": "b"}, "both a feature and the target"),
+    ("a,b\n1,2\n", {"x": "0:9"}, "outside the 2 columns"),
+])
+def test_bad_csv_is_named(tmp_path, text, kwargs, words):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        ds.load_file(path, **kwargs)
+    assert words in str(info.value) and "d.csv" in str(info.value)
+
+
+def test_split_is_seeded_and_complete():
+    arrays = {"x": np.arange(10)[:, None], "y": np.arange(10)}
+    parts = ds.split(arrays, 0.3, seed=1)
+    assert len(parts["test"]["y"]) == 3
+    assert sorted(np.concatenate([parts["train"]["y"], parts["test"]["y"]])) == list(range(10))
+    assert np.array_equal(parts["train"]["x"][:, 0], parts["train"]["y"])
+    with pytest.raises(DataError):
+        ds.split({"x": np.zeros((1, 2))})
+
+
+# --- matching arrays to a model's inputs ---------------------------------------
+
+def classifier(input_name="x", label_name="label", features=4, classes=3):
+    g = gn.Graph("clf")
+    x = g.input(input_name, shape=(features,))
+    t = g.input(label_name, shape=(), dtype="int64")
+    y = g.add("dense", x, units=classes, name="logits")
+    g.add("softmax_cross_entropy", y, t, name="loss")
+    g.output(y)
+    return gn.Model(g, seed=0)
+
+
+def regressor():
+    g = gn.Graph("reg")
+    x = g.input("x", shape=(1,))
+    t = g.input("t", shape=(1,))
+    y = g.add("dense", x, units=1, name="out")
+    g.add("mse", y, t, name="loss")
+    g.output(y)
+    return gn.Model(g, seed=0)
+
+
+def test_input_roles_find_the_loss_target():
+    assert ds.input_roles(classifier()) == (["x"], ["label"])
+
+
+def test_exact_names_win_over_x_and_y():
+    model = classifier(input_name="pixels")
+    feeds = ds.to_feeds(model, {"pixels": np.ones((2, 4)), "x": np.zeros((2, 4)),
+                                "label": np.array([0, 2])})
+    assert feeds["pixels"].sum() == 8 and feeds["label"].tolist() == [0, 2]
+
+
+def test_x_and_y_feed_the_feature_and_the_target():
+    feeds = ds.to_feeds(classifier(), {"x": np.ones((5, 4)), "y": np.arange(5) % 3})
+    assert set(feeds) == {"x", "label"} and feeds["label"].dtype == np.int64
+    model = classifier()
+    out = model.forward(feeds)
+    assert np.isfinite(out["loss"])
+
+
+def test_one_dimensional_and_integer_arrays_are_adapted():
+    feeds = ds.to_feeds(regressor(), {"x": np.arange(4), "y": np.arange(4)})
+    assert feeds["x"].shape == (4, 1) and feeds["x"].dtype == np.float32
+    assert feeds["t"].shape == (4, 1) and feeds["t"].dtype == np.float32
+    images = ds.to_feeds(classifier(features=64), {"x": np.zeros((2, 8, 8)), "y": [1.0, 2.0]})
+    assert images["x"].shape == (2, 64) and images["label"].dtype == np.int64
+
+
+def test_predicting_needs_no_targets():
+    feeds = ds.to_feeds(classifier(), {"x": np.ones((2, 4))}, targets=False)
+    assert set(feeds) == {"x"}
+
+
+@pytest.mark.parametrize("arrays, words", [
+    ({"x": np.ones((2, 4))}, "no array for input 'label'"),
+    ({"features": np.ones((2, 4)), "y": [0, 1]}, "no array for input 'x'"),
+    ({"x": np.ones((2, 5)), "y": [0, 1]}, "has shape (2, 5), but the input needs (N, 4)"),
+    ({"x": np.ones((2, 4)), "y": [0, 1, 2]}, "samples"),
+    ({"x": np.ones((2, 4)), "y": [0.5, 1]}, "integer class labels"),
+])
+def test_arrays_that_do_not_fit_are_named(arrays, words):
+    with pytest.raises(DataError) as info:
+        ds.to_feeds(classifier(), arrays, source="data file 'd.npz'")
+    assert words in str(info.value) and "d.npz" in str(info.value)
+
+
+def test_two_feature_inputs_make_x_ambiguous():
+    g = gn.Graph("two")
+    a, b = g.input("a", shape=(2,)), g.input("b", shape=(2,))
+    t = g.input("t", shape=(2,))
+    g.add("mse", g.add("add", a, b, name="s"), t, name="loss")
+    with pytest.raises(DataError, match=r"could feed any of the feature inputs \['a', 'b'\]"):
+        ds.to_feeds(gn.Model(g), {"x": np.ones((1, 2)), "y": np.ones((1, 2))})

@@ -1,0 +1,151 @@
+"""The training step is a flat plan: no NetworkX call and no registry lookup.
+
+Not a timing test: every NetworkX function, the DiGraph class and the plugin
+registry are made to raise while steps run, so any use of them fails loudly.
+"""
+
+import networkx as nx
+import numpy as np
+import pytest
+
+import graphnet as gn
+from graphnet.plugins import Registry
+
+
+class HotLoopCall(AssertionError):
+    pass
+
+
+def boom(what):
+    def raiser(*args, **kwargs):
+        raise HotLoopCall(f"{what} was called during a training step")
+    return raiser
+
+
+def forbid_graph_and_registry(monkeypatch):
+    for name in dir(nx):
+        if not name.startswith("_") and callable(getattr(nx, name)):
+            monkeypatch.setattr(nx, name, boom(f"networkx.{name}"))
+    for cls in (nx.Graph, nx.DiGraph):
+        monkeypatch.setattr(cls, "__getattribute__", boom(f"an attribute of a {cls.__name__}"))
+    for name in ("get", "tables", "list", "load"):
+        monkeypatch.setattr(Registry, name, boom(f"Registry.{name}"))
+    monkeypatch.setattr(gn.plugins, "registry", boom("plugins.registry"))
+    monkeypatch.setattr(gn.plugins, "get", boom("plugins.get"))
+
+
+def residual_model():
+    """Dense, two activations, a fan-out into a residual add, softmax cross-entropy."""
+    g = gn.Graph("hot")
+    x = g.input("x", shape=(5,))
+    y = g.input("y", shape=(), dtype="int64")
+    h = g.add("tanh", g.add("dense", x, units=8, name="fc1"))
+    r = g.add("relu", g.add("dense", h, units=8, name="fc2"))
+    h = g.add("add", h, r)                       # h feeds fc2 and the add: gradients summed
+    logits = g.add("dense", h, units=3, name="out")
+    g.add("softmax_cross_entropy", logits, y, name="loss")
+    g.output(logits)
+    return gn.Model(g, seed=0)
+
+
+OPTIMIZERS = sorted(e.name for e in gn.plugins.list("optimizer"))
+
+
+@pytest.mark.parametrize("opt_name", OPTIMIZERS)
+def test_training_steps_touch_neither_networkx_nor_the_registry(monkeypatch, opt_name):
+    model = residual_model()
+    opt = gn.optimizer(opt_name)
+    rng = np.random.default_rng(0)
+    batches = [{"x": rng.normal(size=(n, 5)).astype(np.float32),
+                "y": rng.integers(0, 3, size=n)} for n in (4, 4, 3, 4)]
+
+    def step(feeds):
+        loss = float(model.forward(feeds, training=True)["loss"])
+        opt.step(model.params, model.backward())
+        return loss
+
+    step(batches[0])   # the first step compiles the plans (training, then predict)
+    model.predict({"x": batches[0]["x"]})
+    before = {k: v.copy() for k, v in model.params.items()}
+    forbid_graph_and_registry(monkeypatch)
+    losses = [step(b) for b in batches[1:]]    # includes a new batch size
+    model.predict({"x": batches[1]["x"]})
+    monkeypatch.undo()
+    assert all(np.isfinite(losses))
+    assert all(not np.array_equal(before[k], model.params[k]) for k in before)
+
+
+def test_the_patches_do_catch_graph_work(monkeypatch):
+    """A new plan needs NetworkX: with the patches on it must fail (the test can fail)."""
+    model = residual_model()
+    forbid_graph_and_registry(monkeypatch)
+    with pytest.raises(HotLoopCall):
+        model.forward({"x": np.zeros((2, 5), np.float32)}, outputs=["fc1"])
+    with pytest.raises(HotLoopCall):
+        gn.optimizer("sgd")
+
+
+# --- the engine reuses its buffers: what it hands out must never change under the caller
+
+
+def feeds_for(n, seed):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(size=(n, 5)).astype(np.float32), "y": rng.integers(0, 3, size=n)}
+
+
+def test_held_gradients_are_not_overwritten_by_the_next_backward():
+    model = residual_model()
+    model.forward(feeds_for(4, 1), training=True)
+    first = model.backward()
+    kept = {k: v.copy() for k, v in first.items()}
+    one_view = model.backward()["fc1.weight"]        # only a view held, not the dict
+    one_copy = one_view.copy()
+    model.forward(feeds_for(4, 2), training=True)
+    second = model.backward()
+    assert any(not np.array_equal(kept[k], second[k]) for k in kept)
+    for k in kept:
+        np.testing.assert_array_equal(first[k], kept[k])
+    np.testing.assert_array_equal(one_view, one_copy)
+
+
+def test_a_dropped_gradient_dict_is_reused_and_refilled():
+    model = residual_model()
+    model.forward(feeds_for(4, 1), training=True)
+    expected = {k: v.copy() for k, v in model.backward().items()}
+    model.forward(feeds_for(4, 2), training=True)
+    model.backward()                                  # dropped at once
+    model.forward(feeds_for(4, 1), training=True)
+    again = model.backward()                          # may reuse the dropped memory
+    for k in expected:
+        np.testing.assert_array_equal(again[k], expected[k])
+
+
+def test_forward_outputs_belong_to_the_caller():
+    model = residual_model()
+    out1 = model.forward(feeds_for(4, 1), training=True)
+    logits = out1["out"].copy()
+    model.forward(feeds_for(4, 2), training=True)
+    np.testing.assert_array_equal(out1["out"], logits)
+
+
+def test_fan_out_through_identity_sums_without_writing_into_shared_gradients():
+    """identity and add hand back dy itself; summing at fan-out must not write into it."""
+    g = gn.Graph("fan")
+    x = g.input("x", shape=(3,))
+    t = g.input("t", shape=(3,))
+    h = g.add("dense", x, units=3, name="fc")
+    a = g.add("identity", h, name="a")
+    b = g.add("add", a, h, name="b")                 # h reaches b twice: via a and directly
+    c = g.add("add", b, a, name="c")                 # a is read twice too
+    g.add("mse", c, t, name="loss")
+    model = gn.Model(g, seed=0, dtype="float64")
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.normal(size=(4, 3)), "t": rng.normal(size=(4, 3))}
+    report = gn.gradcheck(model, feeds, inputs=True)
+    assert report.ok, str(report)
+    model.forward(feeds, training=True)
+    g1 = {k: v.copy() for k, v in model.backward(inputs=True).items()}
+    model.forward(feeds, training=True)
+    g2 = model.backward(inputs=True)
+    for k in g1:                                      # a second pass gives the same sums
+        np.testing.assert_allclose(g2[k], g1[k], rtol=1e-12)
