@@ -12,8 +12,15 @@ any module or object with functions named after these hooks and marked with
 Each hook takes no arguments and returns a list. graphnet calls the hook of
 every registered plugin separately and merges the lists by name: two plugins
 that claim the same name raise ``PluginError`` naming both (a builtin is never
-silently replaced). A plugin that has nothing of a kind simply does not
-implement that hook.
+silently replaced; ops and activations share one namespace). A plugin that
+has nothing of a kind simply does not implement that hook.
+
+A hook must return its own objects and nothing else: one that raises, returns
+something other than a list of its declared kind, or looks names up in the
+registry while graphnet is collecting them, raises ``PluginError`` naming the
+plugin and the hook. A marked function whose name is not one of the hooks
+below is refused too (pluggy alone would quietly ignore the typo).
+docs/plugins.md is the plugin author's guide.
 """
 
 import pluggy
@@ -23,7 +30,9 @@ hookspec = pluggy.HookspecMarker("graphnet")
 
 @hookspec
 def graphnet_ops():
-    """Return a list of ``graphnet.Op`` instances (or subclasses) to register.
+    """Return a list of ``graphnet.Op`` subclasses (or instances) to register.
+
+    A subclass is instantiated without arguments.
 
     Ops are the nodes of a graph: layers with params (``dense``), merges
     (``add``, ``concat``), reshapes, and losses (an op whose output shape is
@@ -57,7 +66,7 @@ def graphnet_activations():
 
 @hookspec
 def graphnet_optimizers():
-    """Return a list of ``graphnet.Optimizer`` subclasses to register.
+    """Return a list of ``graphnet.Optimizer`` subclasses (the classes, not instances).
 
     Each class has a ``name`` and takes its hyperparameters as keyword
     arguments; ``graphnet.optimizer(name, **hyper)`` builds one.

@@ -1,10 +1,24 @@
 """The plugin manager: builtins first, then the ``graphnet`` entry points.
 
-graphnet's own ops, activations, losses, optimizers, initializers and
+graphnet's own ops, activations, losses, optimizers, schedules, initializers and
 datasets are plugin modules listed in ``BUILTIN_PLUGINS`` and registered
-exactly like a third-party distribution. Set ``GRAPHNET_DISABLE_PLUGIN_AUTOLOAD=1``
-to load the builtins only, and ``GRAPHNET_STRICT_PLUGINS=1`` to make a plugin
-that fails to load an error instead of a warning.
+exactly like a third-party distribution, which plugs in through the
+``graphnet`` entry-point group of its ``pyproject.toml``.
+
+The rules, so that no plugin can break graphnet behind a user's back:
+
+- builtins load first, in the order of ``BUILTIN_PLUGINS``; entry points
+  after, sorted by distribution and entry-point name (a stable order);
+- ``GRAPHNET_DISABLE_PLUGIN_AUTOLOAD=1`` loads the builtins only;
+- an entry point that fails to import gives one ``PluginWarning`` naming the
+  entry point, its distribution and the exception, is kept in
+  ``failures()``, and everything else keeps working;
+  ``GRAPHNET_STRICT_PLUGINS=1`` makes that a ``PluginError`` instead;
+- two plugins that claim one name (an activation and an op share one
+  namespace) raise a ``PluginError`` naming the name and both plugins; a
+  builtin is never silently replaced;
+- a hook that raises, or returns anything but a list of the declared kind,
+  raises a ``PluginError`` naming the plugin and the hook.
 """
 
 import builtins
@@ -14,14 +28,16 @@ import inspect
 import os
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UnknownOpError, did_you_mean
-from .ops import Activation, Dataset, ElementwiseOp, Initializer, Op
+from .ops import Activation, Attr, Dataset, ElementwiseOp, Initializer, Op
 
 hookimpl = pluggy.HookimplMarker("graphnet")
+"""Marks a plugin's hook functions: ``@graphnet.hookimpl def graphnet_ops(): ...``."""
 
 BUILTIN_PLUGINS = (
     "graphnet.builtin.ops",
@@ -35,7 +51,7 @@ BUILTIN_PLUGINS = (
 
 ENTRY_POINT_GROUP = "graphnet"
 
-# kind -> (hook name, what each item must be)
+# kind -> the hook that returns things of that kind
 KINDS = {
     "op": "graphnet_ops",
     "activation": "graphnet_activations",
@@ -44,6 +60,15 @@ KINDS = {
     "initializer": "graphnet_initializers",
     "dataset": "graphnet_datasets",
 }
+
+OP_KINDS = ("layer", "activation", "merge", "shape", "loss", "input")
+
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _flag(name):
+    """True when the environment variable is set to anything but 0/false/no/off."""
+    return os.environ.get(name, "").strip().lower() not in _FALSE
 
 
 @dataclass(frozen=True)
@@ -57,9 +82,36 @@ class Entry:
     distribution: str = None
     version: str = None
 
+    @property
+    def doc(self):
+        """The first line of the object's documentation, or ''."""
+        doc = getattr(self.obj, "doc", "") or inspect.getdoc(self.obj) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    def to_dict(self):
+        """Plain data for ``graphnet plugins --json``."""
+        return {"kind": self.kind, "name": self.name, "plugin": self.plugin,
+                "distribution": self.distribution, "version": self.version, "doc": self.doc}
+
+
+class Failure(NamedTuple):
+    """An entry point that failed to load: its name, its distribution, the warning text."""
+
+    entry_point: str
+    distribution: str
+    message: str
+
 
 class PluginWarning(UserWarning):
     """A plugin failed to load; graphnet goes on without it."""
+
+
+def _describe(plugin, dists):
+    """'name' or 'name (distribution version)', for error messages."""
+    dist, version = dists.get(plugin, (None, None))
+    if dist is None:
+        return repr(plugin)
+    return f"{plugin!r} (distribution {dist}{' ' + version if version else ''})"
 
 
 class Registry:
@@ -69,58 +121,90 @@ class Registry:
         self.pm = pluggy.PluginManager("graphnet")
         self.pm.add_hookspecs(hookspecs)
         self.dists = {}       # plugin name -> (distribution, version)
-        self.failures = []    # (entry point, distribution, message)
+        self.failures = []    # Failure per entry point that did not load
         self._tables = None
+        self._building = None  # the plugin whose hook is being called, while tables build
         self._loaded = False
 
     # --- loading -------------------------------------------------------
     def load(self):
-        """Register the builtins, then (unless disabled) the entry points. Idempotent."""
+        """Register the builtins, then (unless disabled) the entry points. Idempotent.
+
+        Raises PluginError in strict mode; the registry is then left unloaded,
+        so that the next use raises again instead of running half-loaded.
+        """
         if self._loaded:
             return self
-        self._loaded = True
         for modname in BUILTIN_PLUGINS:
-            self.pm.register(importlib.import_module(modname), name=modname)
-            self.dists[modname] = ("graphnet", _version("graphnet"))
-        if not os.environ.get("GRAPHNET_DISABLE_PLUGIN_AUTOLOAD"):
+            if self.pm.get_plugin(modname) is None:
+                self.pm.register(importlib.import_module(modname), name=modname)
+                self.dists[modname] = ("graphnet", _version("graphnet"))
+        if not _flag("GRAPHNET_DISABLE_PLUGIN_AUTOLOAD"):
             self._load_entry_points()
+        self._loaded = True
         return self
 
     def _load_entry_points(self):
-        strict = bool(os.environ.get("GRAPHNET_STRICT_PLUGINS"))
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        strict = _flag("GRAPHNET_STRICT_PLUGINS")
+        seen = {}  # entry-point name -> distribution that registered it
+        for ep in _entry_points():
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else None
             dist_version = dist.version if dist is not None else None
-            if self.pm.get_plugin(ep.name) is not None:
-                continue
+            where = (f"graphnet plugin {ep.name!r} (entry point '{ep.name} = {ep.value}' of "
+                     f"distribution {dist_name or '?'}{' ' + dist_version if dist_version else ''})")
+            if ep.name in seen or ep.name in BUILTIN_PLUGINS:
+                owner = ("graphnet itself" if ep.name in BUILTIN_PLUGINS
+                         else f"distribution {seen[ep.name]}")
+                raise PluginError(f"{where} uses the plugin name {ep.name!r}, which {owner} "
+                                  f"already uses; rename one of the two entry points")
             try:
                 plugin = ep.load()
+                if self.pm.is_registered(plugin):
+                    raise PluginError(f"it names the same object as plugin "
+                                      f"{self.pm.get_name(plugin)!r}")
                 self.pm.register(plugin, name=ep.name)
-            except Exception as exc:  # a broken plugin must not take graphnet down
-                message = (f"graphnet plugin {ep.name!r} (entry point {ep.value!r} of "
-                           f"distribution {dist_name or '?'}) failed to load: "
-                           f"{type(exc).__name__}: {exc}")
+                _check_hooks(self.pm, ep.name)
+            except (Exception, SystemExit) as exc:  # a broken plugin must not take graphnet down
+                if self.pm.get_plugin(ep.name) is not None:
+                    self.pm.unregister(name=ep.name)
+                message = f"{where} failed to load: {type(exc).__name__}: {exc}"
                 if strict:
-                    raise PluginError(message + " (GRAPHNET_STRICT_PLUGINS is set)") from exc
-                self.failures.append((ep.name, dist_name, message))
-                warnings.warn(message, PluginWarning, stacklevel=3)
+                    raise PluginError(message + " (GRAPHNET_STRICT_PLUGINS is set; unset it "
+                                      "to go on without this plugin)") from exc
+                self.failures.append(Failure(ep.name, dist_name, message))
+                warnings.warn(message + "; graphnet goes on without it "
+                              "(GRAPHNET_STRICT_PLUGINS=1 makes this an error)",
+                              PluginWarning, stacklevel=2)
                 continue
+            seen[ep.name] = dist_name
             self.dists[ep.name] = (dist_name, dist_version)
 
     def register(self, plugin, name=None):
-        """Register a module or object with hook functions, at run time."""
+        """Register a module or object with hook functions (or Ops, Activations,
+        Optimizer classes, Initializers, Datasets directly), at run time.
+
+        Everything the plugin adds is checked at once: a clash or a bad hook
+        raises PluginError and leaves the registry as it was. Returns the name.
+        """
         self.load()
-        name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin)}"
+        plugin, default = _as_plugin(plugin)
+        name = name or default
         if self.pm.get_plugin(name) is not None:
-            raise PluginError(f"a plugin named {name!r} is already registered; "
-                              f"pass another name")
+            raise PluginError(f"a plugin named {name!r} is already registered; pass another "
+                              f"name, or unregister({name!r}) first")
+        if self.pm.is_registered(plugin):
+            raise PluginError(f"this plugin is already registered as "
+                              f"{self.pm.get_name(plugin)!r}")
         try:
             self.pm.register(plugin, name=name)
         except Exception as exc:
-            raise PluginError(f"plugin {name!r} could not be registered: {exc}") from exc
-        self._tables = None
+            hint = (" (pass an instance or a module, not a class)"
+                    if inspect.isclass(plugin) else "")
+            raise PluginError(f"plugin {name!r} could not be registered: {exc}{hint}") from exc
         try:
+            _check_hooks(self.pm, name)
+            self._tables = None
             self.tables()
         except PluginError:
             self.pm.unregister(name=name)
@@ -129,84 +213,251 @@ class Registry:
         return name
 
     def unregister(self, name):
-        """Remove a plugin registered by name."""
+        """Remove a plugin registered by name (builtins stay: they are graphnet)."""
+        if name in BUILTIN_PLUGINS:
+            raise PluginError(f"{name!r} is one of graphnet's builtins and cannot be "
+                              f"unregistered; set GRAPHNET_DISABLE_PLUGIN_AUTOLOAD=1 to run "
+                              f"without third-party plugins instead")
+        if self.pm.get_plugin(name) is None:
+            known = [n for n, _ in self.pm.list_name_plugin() if n not in BUILTIN_PLUGINS]
+            raise PluginError(f"no plugin named {name!r} is registered"
+                              f"{did_you_mean(name, known)}; registered: "
+                              f"{', '.join(known) or 'only the builtins'}")
         self.pm.unregister(name=name)
         self.dists.pop(name, None)
         self._tables = None
 
     # --- tables ----------------------------------------------------------
     def tables(self):
-        """{kind: {name: Entry}}, built once per change of the registered plugins."""
+        """{kind: {name: Entry}}, built once per change of the registered plugins.
+
+        Activations also appear in the "op" table, wrapped into elementwise
+        ops: ops and activations share one namespace.
+        """
         if self._tables is None:
             self.load()
-            tables = {kind: {} for kind in KINDS}
-            for kind, hook in KINDS.items():
-                for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-                    for obj in self._call(impl, hook):
-                        self._add(tables, kind, obj, impl.plugin_name)
-            # activations become elementwise ops of the same name
-            for name, entry in tables["activation"].items():
-                op = ElementwiseOp(entry.obj)
-                self._add(tables, "op", op, entry.plugin, check_name=name)
-            self._tables = tables
+            if self._building:
+                raise PluginError(f"plugin {self._building!r} looked up a registered name "
+                                  f"inside a hook; a hook must only return its own objects")
+            try:
+                self._tables = self._build()
+            except PluginError as exc:
+                if any(name not in BUILTIN_PLUGINS for name in self.dists):
+                    # an installed plugin may be at fault: say how to get going again
+                    raise PluginError(f"{exc} (GRAPHNET_DISABLE_PLUGIN_AUTOLOAD=1 runs graphnet "
+                                      f"with its builtins only)") from exc
+                raise
+            finally:
+                self._building = None
         return self._tables
 
+    def _build(self):
+        """Call every hook, check what it returns, merge by name."""
+        tables = {kind: {} for kind in KINDS}
+        for kind, hook in KINDS.items():
+            # registration order: builtins first, so a clash names the builtin first
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                for obj in self._call(impl, hook):
+                    obj = _check(kind, obj, _describe(impl.plugin_name, self.dists), hook)
+                    self._add(tables, kind, obj, impl.plugin_name)
+        for name, entry in tables["activation"].items():
+            if name in tables["op"]:
+                other = tables["op"][name]
+                raise PluginError(
+                    f"the name {name!r} is claimed by two plugins: op from "
+                    f"{_describe(other.plugin, self.dists)} and activation from "
+                    f"{_describe(entry.plugin, self.dists)}; ops and activations share "
+                    f"one namespace, so uninstall or unregister one of them")
+            tables["op"][name] = Entry("op", name, ElementwiseOp(entry.obj), entry.plugin,
+                                       entry.distribution, entry.version)
+        return tables
+
     def _call(self, impl, hook):
+        self._building = impl.plugin_name
         try:
             result = impl.function()
         except Exception as exc:
-            raise PluginError(f"plugin {impl.plugin_name!r} raised in {hook}(): "
-                              f"{type(exc).__name__}: {exc}") from exc
+            raise PluginError(f"plugin {_describe(impl.plugin_name, self.dists)} raised in "
+                              f"{hook}(): {type(exc).__name__}: {exc}") from exc
         if result is None:
             return []
         if not isinstance(result, (builtins.list, tuple)):
-            raise PluginError(f"plugin {impl.plugin_name!r}: {hook}() must return a list, "
-                              f"got {type(result).__name__}")
+            raise PluginError(f"plugin {_describe(impl.plugin_name, self.dists)}: {hook}() "
+                              f"must return a list, got {type(result).__name__}")
         return result
 
-    def _add(self, tables, kind, obj, plugin, check_name=None):
-        expected = {"op": Op, "activation": Activation, "initializer": Initializer,
-                    "dataset": Dataset}.get(kind)
-        if kind == "op" and inspect.isclass(obj) and issubclass(obj, Op):
-            obj = obj()
-        if kind in ("optimizer", "schedule"):  # classes, built with hyperparameters
-            from .optim import Optimizer
-            from .schedules import Schedule
-            base = Optimizer if kind == "optimizer" else Schedule
-            ok = inspect.isclass(obj) and issubclass(obj, base)
-            what = f"graphnet.{base.__name__} subclasses"
-        else:
-            ok = isinstance(obj, expected)
-            what = f"graphnet.{expected.__name__} objects"
-        if not ok:
-            raise PluginError(f"plugin {plugin!r}: {KINDS[kind]}() must return {what}, "
-                              f"got {obj!r}")
-        name = getattr(obj, "name", None)
-        if not isinstance(name, str) or not name:
-            raise PluginError(f"plugin {plugin!r}: {KINDS[kind]}() returned {obj!r} "
-                              f"without a name")
+    def _add(self, tables, kind, obj, plugin):
+        name = obj.name
         if name in tables[kind]:
             other = tables[kind][name].plugin
-            raise PluginError(f"{kind} {name!r} is claimed by two plugins: {other!r} and "
-                              f"{plugin!r}; uninstall or unregister one of them")
+            raise PluginError(f"{kind} {name!r} is claimed by two plugins: "
+                              f"{_describe(other, self.dists)} and "
+                              f"{_describe(plugin, self.dists)}; uninstall or unregister one "
+                              f"of them")
         dist, version = self.dists.get(plugin, (None, None))
         tables[kind][name] = Entry(kind, name, obj, plugin, dist, version)
 
     def get(self, kind, name):
         """The object registered as ``name`` of this kind, or UnknownOpError."""
-        table = self.tables()[kind]
+        table = self.tables()[_kind(kind)]
         entry = table.get(name)
         if entry is None:
             known = ", ".join(sorted(table)) or "none"
             raise UnknownOpError(
                 f"unknown {kind} {name!r}{did_you_mean(name, table)}; no installed plugin "
-                f"provides it. Registered {kind}s: {known}")
+                f"provides it (install the plugin that does, or see `graphnet plugins`). "
+                f"Registered {kind}s: {known}")
         return entry.obj
 
     def list(self, kind=None):
-        """Every registered Entry, sorted by kind and name (or of one kind)."""
-        kinds = [kind] if kind else builtins.list(KINDS)
-        return [e for k in kinds for _, e in sorted(self.tables()[k].items())]
+        """Every registered Entry, sorted by kind and name (or of one kind).
+
+        Activations are listed once, as activations, although ``get("op", name)``
+        also finds their elementwise op.
+        """
+        tables = self.tables()
+        kinds = [_kind(kind)] if kind else builtins.list(KINDS)
+        out = []
+        for k in kinds:
+            for name, entry in sorted(tables[k].items()):
+                if k == "op" and kind is None and name in tables["activation"]:
+                    continue
+                out.append(entry)
+        return out
+
+
+def _kind(kind):
+    if kind not in KINDS:
+        raise PluginError(f"unknown plugin kind {kind!r}{did_you_mean(kind, KINDS)}; kinds "
+                          f"are: {', '.join(KINDS)}")
+    return kind
+
+
+def _entry_points():
+    """The ``graphnet`` entry points, in a stable order (distribution, then name)."""
+    eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+    def key(ep):
+        dist = getattr(ep, "dist", None)
+        return ((dist.metadata["Name"] or "").lower() if dist is not None else "", ep.name)
+
+    return sorted(eps, key=key)
+
+
+def _check_hooks(pm, name):
+    """A plugin must implement at least one hook, and only real ones: pluggy alone
+    would quietly keep a typo such as ``graphnet_activation`` as a hook nobody
+    calls, and register a module whose functions lack ``@graphnet.hookimpl``."""
+    callers = pm.get_hookcallers(pm.get_plugin(name)) or ()
+    hooks = ", ".join(KINDS.values())
+    for caller in callers:
+        if caller.spec is None:
+            raise PluginError(f"plugin {name!r} implements {caller.name}(), which is not a "
+                              f"graphnet hook{did_you_mean(caller.name, KINDS.values())}; the "
+                              f"hooks are: {hooks}")
+    if not callers:
+        raise PluginError(f"plugin {name!r} implements no graphnet hook; mark its functions "
+                          f"with @graphnet.hookimpl and name them after a hook: {hooks}")
+
+
+def _check(kind, obj, who, hook):
+    """Check one thing a hook returned against its declared kind; return it ready to use.
+    ``who`` describes the plugin (name and distribution) for the message."""
+    bad = f"plugin {who}: {hook}() returned {obj!r}"
+    if kind == "op":
+        if inspect.isclass(obj) and issubclass(obj, Op):
+            try:
+                obj = obj()
+            except Exception as exc:
+                raise PluginError(f"{bad}, which cannot be instantiated without arguments: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(obj, Op):
+            hint = (" (an Activation belongs in graphnet_activations())"
+                    if isinstance(obj, Activation) else "")
+            raise PluginError(f"{bad}; it must return graphnet.Op subclasses or instances"
+                              f"{hint}")
+        _check_name(obj, bad)
+        if obj.n_inputs is not None and not (isinstance(obj.n_inputs, int)
+                                             and obj.n_inputs >= 0):
+            raise PluginError(f"{bad}: n_inputs must be a count or None, got {obj.n_inputs!r}")
+        if not isinstance(obj.attrs, dict) or not all(
+                isinstance(a, Attr) for a in obj.attrs.values()):
+            raise PluginError(f"{bad}: attrs must be a dict of graphnet.Attr")
+        if obj.kind not in OP_KINDS:
+            raise PluginError(f"{bad}: kind must be one of {', '.join(OP_KINDS)}, got "
+                              f"{obj.kind!r}")
+        return obj
+    if kind == "activation":
+        if not isinstance(obj, Activation):
+            raise PluginError(f"{bad}; it must return graphnet.Activation objects")
+        _check_name(obj, bad)
+        if not (callable(obj.fn) and callable(obj.derivative)):
+            raise PluginError(f"{bad}: fn and derivative must be callables")
+        return obj
+    if kind == "optimizer":
+        from .optim import Optimizer
+        if not (inspect.isclass(obj) and issubclass(obj, Optimizer)):
+            hint = " (return the class, not an instance)" if isinstance(obj, Optimizer) else ""
+            raise PluginError(f"{bad}; it must return graphnet.Optimizer subclasses{hint}")
+        _check_name(obj, bad)
+        return obj
+    if kind == "schedule":
+        from .schedules import Schedule
+        if not (inspect.isclass(obj) and issubclass(obj, Schedule)):
+            hint = " (return the class, not an instance)" if isinstance(obj, Schedule) else ""
+            raise PluginError(f"{bad}; it must return graphnet.Schedule subclasses{hint}")
+        _check_name(obj, bad)
+        return obj
+    expected = {"initializer": Initializer, "dataset": Dataset}[kind]
+    if not isinstance(obj, expected):
+        raise PluginError(f"{bad}; it must return graphnet.{expected.__name__} objects")
+    _check_name(obj, bad)
+    return obj
+
+
+def _check_name(obj, bad):
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise PluginError(f"{bad}, whose name is {name!r}; give it a non-empty name "
+                          f"without surrounding spaces")
+
+
+def _as_plugin(obj):
+    """(plugin, default name) for register(): modules and hook objects as they are;
+    an Op, Activation, Optimizer or Schedule class, Initializer or Dataset (or a list of them)
+    wrapped into a plugin object with the right hooks."""
+    items = obj if isinstance(obj, (builtins.list, tuple)) else [obj]
+    kinds = [_kind_of(item) for item in items]
+    if items and all(kinds):
+        class RuntimePlugin:
+            """Hooks returning what was passed to graphnet.plugins.register()."""
+
+        for kind in dict.fromkeys(kinds):
+            things = [item for item, k in zip(items, kinds) if k == kind]
+            setattr(RuntimePlugin, KINDS[kind],
+                    staticmethod(hookimpl(lambda things=things: builtins.list(things))))
+        names = ",".join(str(getattr(item, "name", "?")) for item in items)
+        return RuntimePlugin(), f"runtime:{names}"
+    default = getattr(obj, "__name__", None) or type(obj).__name__
+    return obj, default
+
+
+def _kind_of(obj):
+    from .optim import Optimizer
+    if isinstance(obj, Activation):
+        return "activation"
+    if isinstance(obj, Op) or (inspect.isclass(obj) and issubclass(obj, Op)):
+        return "op"
+    if inspect.isclass(obj) and issubclass(obj, Optimizer):
+        return "optimizer"
+    from .schedules import Schedule
+    if inspect.isclass(obj) and issubclass(obj, Schedule):
+        return "schedule"
+    if isinstance(obj, Initializer):
+        return "initializer"
+    if isinstance(obj, Dataset):
+        return "dataset"
+    return None
 
 
 def _version(dist):
@@ -223,41 +474,50 @@ def registry():
     """The process-wide Registry, loaded on first use."""
     global _registry
     if _registry is None:
-        _registry = Registry()
-    return _registry.load()
+        reg = Registry().load()  # may raise in strict mode: then nothing is kept
+        _registry = reg
+    return _registry
 
 
 def reset():
-    """Forget every plugin and load again from scratch (tests, environment changes)."""
+    """Forget every plugin and load again from scratch on next use (tests, and after
+    installing a distribution or changing GRAPHNET_* variables in a running process)."""
     global _registry
     _registry = None
 
 
 def register(plugin, name=None):
-    """Register a module or object with ``@graphnet.hookimpl`` functions now.
+    """Register plugins at run time (a notebook, a script): returns the plugin's name.
+
+    ``plugin`` is a module or object with ``@graphnet.hookimpl`` functions, or
+    directly an Activation, an Op (class or instance), an Optimizer subclass,
+    an Initializer, a Dataset, or a list of them. A clash with a registered
+    name raises PluginError and registers nothing.
 
     >>> import graphnet as gn
-    >>> class Mine:
-    ...     @gn.hookimpl
-    ...     def graphnet_activations(self):
-    ...         return [gn.Activation("cube", lambda x: x**3, lambda x, y: 3 * x**2)]
-    >>> gn.plugins.register(Mine(), name="mine")  # doctest: +SKIP
+    >>> gn.plugins.register(gn.Activation("cube", lambda x: x**3, lambda x, y: 3 * x**2))
+    'runtime:cube'
+    >>> gn.plugins.unregister("runtime:cube")
     """
     return registry().register(plugin, name)
 
 
 def unregister(name):
-    """Remove a plugin that ``register`` added."""
+    """Remove a plugin that ``register`` (or an entry point) added."""
     registry().unregister(name)
 
 
 def list(kind=None):  # noqa: A001 - the public name DESIGN.md asks for
-    """Every registered name as an Entry (kind, name, obj, plugin, distribution, version)."""
+    """Every registered name as an Entry (kind, name, obj, plugin, distribution, version).
+
+    >>> [e.distribution for e in list("activation") if e.name == "tanh"]
+    ['graphnet']
+    """
     return registry().list(kind)
 
 
 def failures():
-    """Plugins that failed to load: (entry point, distribution, message) each."""
+    """Entry points that failed to load, as Failure(entry_point, distribution, message)."""
     return [*registry().failures]
 
 

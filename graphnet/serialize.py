@@ -480,8 +480,9 @@ def graph_from_json(path_or_text):
             raw = f.read()
     except FileNotFoundError:
         raise SchemaError(f"model file {path!r} does not exist") from None
-    except OSError as exc:
-        raise SchemaError(f"model file {path!r} cannot be read: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
+        raise SchemaError(f"model file {path!r} cannot be read: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
     return _from_text(raw, path)
 
 

@@ -401,40 +401,18 @@ sys.path.insert(0, sys.argv[2])
 import numpy as np
 import graphnet as gn
 sys.path.insert(0, sys.argv[3])
-from test_checkpoint import kill_setup, train_run
+from test_checkpoint import kill_setup
 model, data, kwargs = kill_setup()
-train_run(model, data, checkpoint=sys.argv[1], **kwargs)
+model.fit(data, checkpoint=sys.argv[1], **kwargs)
 '''
 
 
-def train_run(model, data, optimizer, epochs, batch_size, seed, progress=False,
-              checkpoint=None, resume=None):
-    """A plain loop that saves after every epoch and resumes from a checkpoint."""
-    shuffle = np.random.default_rng(seed)
-    opt, start = gn.optimizer(optimizer["name"], **{k: v for k, v in optimizer.items()
-                                                      if k != "name"}), 0
-    if resume is not None:
-        ck = gn.load_checkpoint(resume)
-        model.params, model.rng, opt = ck.model.params, ck.model.rng, ck.optimizer
-        shuffle.bit_generator.state = ck.train_state["shuffle"]
-        start = ck.train_state["epoch"]
-    n = len(next(iter(data.values())))
-    for epoch in range(start, epochs):
-        order = shuffle.permutation(n)
-        for b in range(0, n, batch_size):
-            model.forward({k: v[order[b:b + batch_size]] for k, v in data.items()},
-                          training=True)
-            opt.step(model.params, model.backward())
-        if checkpoint is not None:
-            gn.save(model, checkpoint, optimizer=opt,
-                    train_state={"epoch": epoch + 1, "shuffle": shuffle.bit_generator.state})
-
-
 def kill_setup():
-    """The run the kill test interrupts: tiny, with dropout and adam, many short epochs."""
+    """The run the kill test interrupts: tiny, with dropout and adam, many short epochs
+    (fit saves a checkpoint after each one)."""
     model = gn.Model(small_graph(), seed=0)
     feeds = data(n=48, seed=3)
-    kwargs = dict(optimizer={"name": "sgd", "lr": 0.01}, epochs=60, batch_size=16,
+    kwargs = dict(optimizer={"name": "adam", "lr": 0.01}, epochs=60, batch_size=16,
                   seed=4, progress=False)
     return model, feeds, kwargs
 
@@ -448,7 +426,7 @@ def test_a_run_killed_at_random_moments_resumes_bit_identically(tmp_path):
     from pathlib import Path
 
     straight, feeds, kwargs = kill_setup()
-    train_run(straight, feeds, **kwargs)
+    straight.fit(feeds, **kwargs)
 
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT)
@@ -480,8 +458,7 @@ def test_a_run_killed_at_random_moments_resumes_bit_identically(tmp_path):
         ck = gn.load_checkpoint(r["path"])          # whatever moment it died at, it loads
         epochs.append(ck.train_state["epoch"])
         resumed, _, _ = kill_setup()
-        train_run(resumed, feeds, resume=r["path"], **kwargs)
+        resumed.fit(feeds, resume=r["path"], **kwargs)
         for key, value in straight.params.items():
             assert resumed.params[key].tobytes() == value.tobytes(), (key, epochs[-1])
-    print("killed after epochs", epochs)
     assert min(epochs) < kwargs["epochs"], f"no run was killed mid-training: {epochs}"
