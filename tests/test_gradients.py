@@ -254,7 +254,7 @@ def test_gradients_handed_to_two_inputs_are_not_shared():
 # --- random DAGs ---------------------------------------------------------------------
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-UNARY = ["tanh", "sigmoid", "softplus", "elu", "identity", "dense", "softmax"]
+UNARY = ["tanh", "sigmoid", "softplus", "elu", "relu", "identity", "dense", "softmax", "dropout"]
 BINARY = ["add", "sub", "mul", "concat_dense"]
 
 
@@ -294,5 +294,5 @@ def test_random_dags(graph, seed):
     model = gn.Model(graph, seed=seed, dtype="float64")
     rng = np.random.default_rng(seed)
     feeds = {k: rng.normal(size=(3, 3)) for k in ("x1", "x2", "t")}
-    report = gn.gradcheck(model, feeds, inputs=True, max_per_param=9)
+    report = gn.gradcheck(model, feeds, inputs=True, max_per_param=9, training=True)
     assert report.ok, str(report)
