@@ -157,8 +157,9 @@ class Graph:
 
         A node's inputs are its ``inputs`` attribute if present, else its
         predecessors ordered by the edge attribute ``index`` (then insertion
-        order); in a MultiDiGraph, parallel edges repeat an input. Input nodes use op "input" with ``shape`` (and ``dtype``)
-        either in ``attrs`` or as node attributes. Outputs come from
+        order); in a MultiDiGraph, parallel edges repeat an input. Input nodes
+        use op "input" with ``shape`` (and ``dtype``) either in ``attrs`` or as
+        node attributes. Outputs come from
         ``outputs``, ``G.graph["outputs"]``, or else the sinks that are not losses.
         """
         if not isinstance(G, nx.DiGraph):  # MultiDiGraph is a DiGraph too
