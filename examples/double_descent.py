@@ -48,9 +48,9 @@ rng = np.random.default_rng(0)
 x_d = digits["train"]["x"][:n_mlp]
 y_clean = digits["train"]["y"][:n_mlp]
 y_noisy = analysis.noisy_labels(y_clean, 0.2, 10, rng)
-widths = [1, 2, 4, 6, 8, 16, 32] if args.quick else [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32,
+widths = [1, 2, 4, 8, 16, 32] if args.quick else [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32,
                                                       64, 128]
-steps = 800 if args.quick else 3000
+steps = 600 if args.quick else 3000
 mlp = {"widths": widths, "params": [], "train_error": [], "test_error": [], "test_loss": []}
 test = digits["test"]
 for h in widths:

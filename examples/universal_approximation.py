@@ -17,7 +17,7 @@ args = parse_args("universal_approximation", __doc__)
 plt = pyplot()
 if args.quick:
     widths, steps = [1, 4, 16, 64], 800
-    depths, totals, depth_steps, restarts = [1, 2], [12, 24, 48], 1500, 2
+    depths, totals, depth_steps, restarts = [1, 2], [12, 48], 1200, 2
 else:
     widths, steps = [1, 2, 4, 8, 16, 32, 64, 128, 256], 2000
     depths, totals, depth_steps, restarts = [1, 2, 3], [6, 12, 24, 48, 96], 2000, 2

@@ -9,15 +9,19 @@ docs/lecture.md), kept here, tested, so that the scripts only plot:
 - activations: ``activation_table`` evaluates every registered activation and
   its derivative (plugins' ones included);
 - backprop: ``finite_differences``, ``node_gradients`` (each node's output
-  gradient from backward next to finite differences) and ``layer_grad_norms``;
+  gradient from backward next to finite differences), ``chain_rule_dense_grad``
+  (the lecture's chain-rule product with explicit matrices) and
+  ``layer_grad_norms`` (vanishing gradients);
 - optimizers: ``SURFACES`` (Rosenbrock, a quadratic ravine, a saddle),
-  ``trajectory`` and ``lr_sweep``, stepping the *registered* optimizers on a
-  2-vector param, so the formulas are exactly the ones the engine trains with;
+  ``trajectory``, ``lr_sweep``, ``best_lr``, ``tolerated_range`` and
+  ``path_lr``, stepping the *registered* optimizers on a 2-vector param, so
+  the formulas are exactly the ones the engine trains with;
 - loss landscapes (Li et al. 2018): ``filter_normalized_direction`` and
   ``loss_surface``;
-- double descent: ``relu_features``, ``min_norm_lstsq``,
-  ``random_features_curve``, ``noisy_labels``;
-- width and depth: ``fit_steps`` and ``approximation_error``.
+- double descent: ``regression_task``, ``relu_features``, ``min_norm_lstsq``,
+  ``random_features_curve``, ``noisy_labels``, ``rise_peak``;
+- width and depth: ``TARGETS``, ``sawtooth``, ``fit_steps`` and
+  ``approximation_error``.
 
 >>> import numpy as np, graphnet as gn
 >>> from graphnet import analysis

@@ -58,7 +58,10 @@ def test_linear_collapse(tmp_path):
 def test_activations(tmp_path):
     r, _ = run_example("activations", tmp_path)
     assert r["activations"][:5] == ["relu", "elu", "softplus", "sigmoid", "tanh"]
-    assert max(r["derivative_error"].values()) < 1e-6
+    # central differences with h = 1e-5 are off by about h/4 where the curvature jumps
+    # (elu at 0); kinks such as relu's 0 are left out by the example
+    assert max(r["derivative_error"].values()) < 1e-4
+    assert r["kinks"]["relu"] == [0.0]
 
 
 def test_universal_approximation(tmp_path):
@@ -107,6 +110,8 @@ def test_loss_landscape(tmp_path):
     for label in ("narrow", "wide"):
         assert r[label]["mean_rise"] > 0      # the trained point sits in a basin
     assert r["wide"]["params"] > r["narrow"]["params"]
+    # Li et al.: the wider net sits in a flatter basin (filter-normalized directions)
+    assert r["wide"]["mean_rise"] < r["narrow"]["mean_rise"] / 2
 
 
 def test_double_descent(tmp_path):
