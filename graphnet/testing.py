@@ -86,7 +86,22 @@ def check_op(op, input_shapes, attrs=None, batch=3, seed=0, tolerance=1e-6,
         report = gradcheck(model, feeds, inputs=inputs, tolerance=tolerance, seed=seed,
                            training=training)
         assert report.ok, f"op {name!r} failed its gradient check:\n{report}"
+        check_float32(name, Model(g, seed=seed, dtype="float32"), feeds, training)
         return report
+
+
+def check_float32(name, model, feeds, training=False):
+    """A float32 model must stay float32: the op's output and every gradient."""
+    outs = model.forward(feeds, outputs=["node", "loss"] if "loss" in model.nodes
+                         else ["node"], training=training)
+    grads = model.backward(loss="loss" if "loss" in model.nodes else None,
+                           inputs=True)
+    for what, arrays in (("output", outs), ("gradient", grads)):
+        for key, value in arrays.items():
+            assert np.asarray(value).dtype == np.float32, (
+                f"op {name!r}: in a float32 model the {what} {key!r} is "
+                f"{np.asarray(value).dtype}; keep the input's dtype (e.g. x.dtype.type(0.5) "
+                f"for constants, np.zeros_like(x) for arrays)")
 
 
 def check_activation(activation, shape=(5,), **kwargs):
