@@ -130,3 +130,23 @@ def test_an_activation_that_promotes_to_float64_is_kept_float32():
     sloppy = gn.Activation("test_sloppy", fn=lambda x: x + np.zeros(x.shape),
                            derivative=lambda x, y: np.ones(x.shape))
     assert check_activation(sloppy).ok          # check_op's float32 pass included
+
+
+def test_check_roundtrip_catches_an_attr_lost_in_json():
+    """A serializer that changes an attr on the way out fails the round-trip check."""
+    from graphnet.testing import check_roundtrip
+
+    g = gn.Graph("rt")
+    x = g.input("x", shape=(3,))
+    g.output(g.add("dense", x, units=2, name="fc"))
+    feeds = {"x": np.ones((2, 3))}
+    check_roundtrip(g, feeds)            # a builtin graph passes
+    broken = g.copy()
+    original = broken.to_json
+
+    def lossy_to_json(path=None):        # simulates a serializer that drops use_bias
+        return original().replace('"units": 2', '"units": 2, "use_bias": false')
+
+    broken.to_json = lossy_to_json
+    with pytest.raises(AssertionError, match="JSON round trip"):
+        check_roundtrip(broken, feeds)
