@@ -145,28 +145,15 @@ def load_data(args, model, block=None, base="."):
 
 
 def scores(result):
-    """Flatten what evaluate returns into {"loss": float, "accuracy": float or None}."""
-    flat = {}
-
-    def walk(d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v)
-            elif np.ndim(v) == 0 and isinstance(v, (int, float, np.number)):
-                flat.setdefault(k, float(v))
-    walk(result if isinstance(result, dict) else result.__dict__)
-    loss = flat.get("loss")
-    if loss is None:
-        losses = [v for k, v in flat.items() if "loss" in k]
-        loss = float(sum(losses)) if losses else None
-    accuracy = flat.get("accuracy")
-    if accuracy is None:
-        accuracy = next((v for k, v in flat.items() if k.endswith("accuracy")), None)
-    return {"loss": loss, "accuracy": accuracy}
+    """The loss and accuracy (None for a model without a classification loss) of what
+    ``graphnet.train.evaluate`` returns, as plain floats."""
+    accuracy = result.get("accuracy")
+    return {"loss": float(result["loss"]),
+            "accuracy": None if accuracy is None else float(accuracy)}
 
 
 def format_scores(s):
-    text = f"loss {s['loss']:.4f}" if s["loss"] is not None else "loss -"
+    text = f"loss {s['loss']:.4f}"
     if s["accuracy"] is not None:
         text += f", accuracy {s['accuracy']:.2%}"
     return text
@@ -191,7 +178,7 @@ def cmd_plugins(args):
             continue
         rows.append({"kind": kind, "name": e.name, "plugin": e.plugin,
                      "distribution": e.distribution, "version": e.version})
-    order = ["op", "activation", "loss", "optimizer", "initializer", "dataset"]
+    order = list_kinds()
     rows.sort(key=lambda r: (order.index(r["kind"]) if r["kind"] in order else 99, r["name"]))
     failures = [{"plugin": p, "distribution": d, "message": m} for p, d, m in plugins.failures()]
     if args.json:
@@ -206,6 +193,14 @@ def cmd_plugins(args):
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
     for f in failures:
         print(f"FAILED to load: {f['message']}")
+
+
+def list_kinds():
+    """The kinds ``graphnet plugins`` lists: the registry's, with losses apart from ops."""
+    from .plugins import KINDS
+    kinds = list(KINDS)
+    kinds.insert(kinds.index("activation") + 1, "loss")
+    return kinds
 
 
 def random_feeds(model, batch, rng):
@@ -252,13 +247,12 @@ def cmd_gradcheck(args):
 def cmd_schema(args):
     from . import serialize
     schema = serialize.model_schema()
-    text = json.dumps(schema, indent=2)
+    text = json.dumps(schema, indent=2) + "\n"
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        _atomic(args.output, lambda f: f.write(text.encode()))
         print(f"wrote {args.output}")
     else:
-        print(text)
+        print(text, end="")
 
 
 def cmd_render(args):
@@ -293,10 +287,15 @@ def cmd_train(args):
     batch_size = args.batch_size or block.get("batch_size", 32)
     seed = args.seed if args.seed is not None else block.get("seed", 0)
     out = args.out or os.path.join("runs", graph.name)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out!r} is a file; name a folder")
     if args.resume:
         _existing(args.resume, "checkpoint")
 
     model = Model(graph, seed=seed)
+    if not model.losses:
+        raise GraphnetError(f"model {graph.name!r} has no loss node, so there is nothing to "
+                            f"train; add one, e.g. softmax_cross_entropy(logits, label)")
     data = load_data(args, model, block, base=os.path.dirname(os.path.abspath(args.model)))
     validation, watched = data["test"], "test"
     if block.get("validation_split"):
@@ -317,6 +316,7 @@ def cmd_train(args):
     metrics = {"train": results["train"], "test": results["test"], "epochs": len(history),
                "seconds": round(seconds, 3)}
     _write_json(os.path.join(out, "metrics.json"), metrics)
+    _write_json(os.path.join(out, "history.json"), history.to_dict())
     _render_quietly(model, os.path.join(out, "graph.svg"))
     _plot_quietly(history, os.path.join(out, "curves.png"))
     print(f"train {format_scores(results['train'])}")
@@ -390,9 +390,10 @@ def cmd_predict(args):
             flat = values.reshape(len(values), -1)
             cols = [name] if flat.shape[1] == 1 and values.ndim == 1 else [
                 f"{name}_{i}" for i in range(flat.shape[1])]
-            if args.classes:
+            if args.classes:  # argmax of logits; a single logit (binary) is class 1 above 0
                 cols.append("class")
-                flat = np.column_stack([flat, values.reshape(len(values), -1).argmax(1)])
+                guess = flat.argmax(1) if flat.shape[1] > 1 else (flat[:, 0] > 0)
+                flat = np.column_stack([flat, guess.astype(flat.dtype)])
             text = ",".join(cols) + "\n" + "\n".join(
                 ",".join(f"{v:.9g}" for v in row) for row in flat) + "\n"
             _atomic(args.output, lambda f: f.write(text.encode()))
@@ -535,7 +536,8 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help=".npy (one output), .csv (one output, a column per unit) or .npz")
     p.add_argument("--classes", action="store_true",
-                   help="CSV: add a column with the predicted class (the argmax)")
+                   help="CSV: add a column with the predicted class (the argmax of the "
+                        "logits; with one logit, 1 where it is above 0)")
     p.add_argument("--batch-size", type=positive_int, default=1024, metavar="N")
 
     p = command("summary", cmd_summary, "print the model's table of nodes, shapes and params")
@@ -551,11 +553,10 @@ def build_parser():
                    help="fold each layer with the activations that follow it into one box")
 
     p = command("plugins", cmd_plugins, "list every registered op, activation, loss, "
-                "optimizer, initializer and dataset with the plugin and distribution it "
-                "came from, and plugins that failed to load")
+                "optimizer, schedule, initializer and dataset with the plugin and "
+                "distribution it came from, and plugins that failed to load")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--kind", choices=["op", "activation", "loss", "optimizer", "initializer",
-                                      "dataset"])
+    p.add_argument("--kind", choices=list_kinds(), help="list only this kind")
 
     p = command("gradcheck", cmd_gradcheck, "check the model's backward pass against finite "
                 "differences on random data shaped by its inputs (exit 1 if it fails)")

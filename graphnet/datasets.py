@@ -24,7 +24,7 @@ from importlib import resources
 
 import numpy as np
 
-from .errors import DataError, UnknownOpError, did_you_mean
+from .errors import DataError, GraphnetError, UnknownOpError, did_you_mean
 
 # --- shipped and generated datasets ---------------------------------------
 
@@ -166,7 +166,13 @@ def load(name, **options):
                 options[key] = _parse_option(name, key, value, dataset.options[key])
     elif options:
         raise DataError(f"dataset {name!r} takes no options, got {sorted(options)}")
-    data = dataset.load(**options)
+    try:
+        data = dataset.load(**options)
+    except GraphnetError:
+        raise
+    except Exception as exc:  # a plugin's loader: name it, keep the cause for --debug
+        raise DataError(f"dataset {name!r} failed to load with options {options}: "
+                        f"{type(exc).__name__}: {exc}") from exc
     _check_splits(f"dataset {name!r}", data)
     return data
 
@@ -195,6 +201,8 @@ def _check_splits(source, data):
         arrays = data[split]
         if not isinstance(arrays, dict) or not arrays:
             raise DataError(f"{source}: split {split!r} must be a dict of named arrays")
+        if any(np.ndim(v) == 0 for v in arrays.values()):
+            raise DataError(f"{source}: split {split!r} holds an array without a sample axis")
         lengths = {k: len(np.asarray(v)) for k, v in arrays.items()}
         if len(set(lengths.values())) != 1:
             raise DataError(f"{source}: split {split!r} has arrays of different lengths "
@@ -283,6 +291,12 @@ def _load_csv(path, x_cols, y_col):
         target = target[0]
     else:
         target = next((names.index(h) for h in TARGET_HEADERS if header and h in names), None)
+    bad = np.argwhere(~np.isfinite(table) | (np.abs(table) > np.finfo(np.float32).max))
+    if len(bad):
+        i, j = bad[0]
+        raise DataError(f"data file {path!r}, line {i + (2 if header else 1)}, column "
+                        f"{names[j]!r}: {rows[i][j].strip()!r} is not a finite number that "
+                        f"float32 can hold")
     if x_cols is not None:
         features = _columns(path, names, x_cols, "--x")
     else:
@@ -424,9 +438,12 @@ def _adapt(model, name, arr, source):
         else:
             raise DataError(f"{source}: the array for input {name!r} has shape {arr.shape}, "
                             f"but the input needs {want}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise DataError(f"{source}: the array for input {name!r} holds NaN or infinite "
+                        f"values; clean them out first")
     if dtype.startswith("int"):
         if arr.dtype.kind == "f":
-            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            if np.any(arr != np.round(arr)):
                 raise DataError(f"{source}: input {name!r} takes integer class labels, got "
                                 f"non-integer values")
         arr = arr.astype(np.int64)

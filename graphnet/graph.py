@@ -157,12 +157,14 @@ class Graph:
 
         A node's inputs are its ``inputs`` attribute if present, else its
         predecessors ordered by the edge attribute ``index`` (then insertion
-        order). Input nodes use op "input" with ``shape`` (and ``dtype``)
-        either in ``attrs`` or as node attributes. Outputs come from
+        order); in a MultiDiGraph, parallel edges repeat an input. Input nodes
+        use op "input" with ``shape`` (and ``dtype``) either in ``attrs`` or as
+        node attributes. Outputs come from
         ``outputs``, ``G.graph["outputs"]``, or else the sinks that are not losses.
         """
-        if not isinstance(G, nx.DiGraph) or G.is_multigraph():
-            raise GraphError("from_networkx needs a networkx.DiGraph")
+        if not isinstance(G, nx.DiGraph):  # MultiDiGraph is a DiGraph too
+            raise GraphError(f"from_networkx needs a networkx.DiGraph or MultiDiGraph, "
+                             f"got {type(G).__name__}")
         g = cls(name or G.graph.get("name", "model"))
         for n, data in G.nodes(data=True):
             if "op" not in data:

@@ -11,6 +11,7 @@
 True
 """
 
+import math
 import operator
 import sys
 
@@ -107,8 +108,11 @@ class Model:
                     kwargs = {k: v for k, v in init.items() if k != "name"}
                     init = init["name"]
                 initializer = reg.get("initializer", init)
+                fan_in, fan_out = default_fans(spec.shape)
+                fan_in = fan_in if spec.fan_in is None else spec.fan_in
+                fan_out = fan_out if spec.fan_out is None else spec.fan_out
                 try:
-                    value = initializer(rng, spec.shape, spec.fan_in, spec.fan_out, **kwargs)
+                    value = initializer(rng, spec.shape, fan_in, fan_out, **kwargs)
                 except TypeError as exc:
                     raise GraphnetError(f"node {node.name!r}: initializer {init!r} of param "
                                         f"{pname!r} rejected {kwargs}: {exc}") from None
@@ -254,9 +258,12 @@ class Model:
             raise GraphnetError(f"model {self.name!r} has no outputs; mark them with g.output(...)")
         if batch_size is None:
             return {k: np.array(v) for k, v in self.forward(feeds, self.outputs).items()}
-        if int(batch_size) < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
             raise GraphnetError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = _batch_len(feeds)
+        if n == 0:
+            return self.predict(feeds)
         parts = {o: [] for o in self.outputs}
         for start in range(0, n, batch_size):
             chunk = {k: np.asarray(v)[start:start + batch_size] for k, v in feeds.items()}
@@ -306,6 +313,17 @@ class Model:
     def __repr__(self):
         return (f"<Model {self.name!r}: {len(self.program.nodes)} nodes, "
                 f"{self.param_count():,} params, {self.dtype}>")
+
+
+def default_fans(shape):
+    """Fans of a param that does not declare them, as Keras reads them from its shape:
+    a (in, out) matrix has fan_in = in and fan_out = out; a vector has both = its length."""
+    shape = tuple(shape)
+    if not shape:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    return math.prod(shape[:-1]), shape[-1]
 
 
 def _batch_len(feeds):

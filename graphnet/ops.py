@@ -169,11 +169,14 @@ class ElementwiseOp(Op):
 
     def forward(self, ctx, x):
         y = self.activation.fn(x, **ctx.attrs)
+        if y.dtype != x.dtype:  # a plugin's fn may promote float32 to float64
+            y = y.astype(x.dtype)
         ctx.x, ctx.y = x, y
         return y
 
     def backward(self, ctx, dy):
-        return (dy * self.activation.derivative(ctx.x, ctx.y, **ctx.attrs),)
+        dx = dy * self.activation.derivative(ctx.x, ctx.y, **ctx.attrs)
+        return (dx if dx.dtype == dy.dtype else dx.astype(dy.dtype),)
 
     def _forward_into(self, ctx, x):
         out = ctx.buffer("y", x.shape, x.dtype)

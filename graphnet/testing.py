@@ -3,6 +3,9 @@
 >>> from graphnet.testing import check_activation, check_op
 >>> check_activation("tanh")                     # doctest: +SKIP
 >>> check_op("dense", [(3,)], {"units": 2})      # doctest: +SKIP
+
+``check_op`` runs every check: shape inference, the gradient check in
+float64, dtype preservation in float32, and the JSON round trip.
 """
 
 import contextlib
@@ -86,7 +89,42 @@ def check_op(op, input_shapes, attrs=None, batch=3, seed=0, tolerance=1e-6,
         report = gradcheck(model, feeds, inputs=inputs, tolerance=tolerance, seed=seed,
                            training=training)
         assert report.ok, f"op {name!r} failed its gradient check:\n{report}"
+        check_float32(name, Model(g, seed=seed, dtype="float32"), feeds, training)
+        check_roundtrip(g, feeds, seed=seed)
         return report
+
+
+def check_roundtrip(graph, feeds, seed=0):
+    """A graph must survive its JSON form: the text round-trips exactly, and the
+    graph read back builds a model with the same params and the same outputs."""
+    text = graph.to_json()
+    again = Graph.from_json(text)
+    assert again.to_json() == text, (
+        f"graph {graph.name!r} changed in a JSON round trip:\n{text}\n!=\n{again.to_json()}")
+    before = Model(graph, seed=seed, dtype="float64")
+    after = Model(again, seed=seed, dtype="float64")
+    for key, value in before.params.items():
+        assert np.array_equal(value, after.params[key]), (
+            f"param {key!r} differs after a JSON round trip of graph {graph.name!r}")
+    out_before = before.forward(feeds)
+    out_after = after.forward(feeds)
+    for key, value in out_before.items():
+        assert np.array_equal(value, out_after[key]), (
+            f"output {key!r} differs after a JSON round trip of graph {graph.name!r}")
+
+
+def check_float32(name, model, feeds, training=False):
+    """A float32 model must stay float32: the op's output and every gradient."""
+    outs = model.forward(feeds, outputs=["node", "loss"] if "loss" in model.nodes
+                         else ["node"], training=training)
+    grads = model.backward(loss="loss" if "loss" in model.nodes else None,
+                           inputs=True)
+    for what, arrays in (("output", outs), ("gradient", grads)):
+        for key, value in arrays.items():
+            assert np.asarray(value).dtype == np.float32, (
+                f"op {name!r}: in a float32 model the {what} {key!r} is "
+                f"{np.asarray(value).dtype}; keep the input's dtype (e.g. x.dtype.type(0.5) "
+                f"for constants, np.zeros_like(x) for arrays)")
 
 
 def check_activation(activation, shape=(5,), **kwargs):

@@ -105,8 +105,6 @@ class _Measure:
                                     f"are {self.losses}")
         extra = [n for _, _, _, p, t in self.metrics for n in (p, t)]
         self.targets = list(dict.fromkeys(self.losses + extra))
-        self.keys = ["loss"] + ([f"loss/{l}" for l in self.losses] if several else []) + \
-            [m[0] for m in self.metrics]
 
     def batch(self, outs):
         """The batch's logs: each loss as its node reduced it, the total, the metrics."""

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,33 @@ COMMANDS = ["train", "evaluate", "predict", "summary", "render", "plugins", "gra
             "schema"]
 
 
-def graphnet(*args, env=None, cwd=ROOT):
-    """Run the command; return the CompletedProcess (text stdout and stderr)."""
+NO_MATPLOTLIB = Path(__file__).resolve().parent / "no_matplotlib"
+
+
+def graphnet(*args, env=None, cwd=ROOT, plots=False):
+    """Run the command; return the CompletedProcess (text stdout and stderr).
+
+    Unless ``plots``, matplotlib is hidden (its import fails), as on an
+    install without it: drawing curves.png takes longer than a short run.
+    """
     env = dict(env or {})
     path = [str(ROOT)] + [p for p in (env.pop("PYTHONPATH", None),
                                       os.environ.get("PYTHONPATH")) if p]
+    if not plots:
+        path.insert(0, str(NO_MATPLOTLIB))
     full_env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": os.pathsep.join(path), **env}
     return subprocess.run([sys.executable, "-m", "graphnet", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, env=full_env, timeout=120)
+
+
+def in_process(capsys, *args):
+    """Run ``graphnet.cli.main`` in this process: the same parser, commands and error
+    handling as the command, without starting Python again (for the long tables of
+    bad input; every kind of them also runs as a real command below)."""
+    from graphnet.cli import main
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def assert_bad_input(result, *words):
@@ -59,7 +79,7 @@ def write_model(path, **training):
 def run_dir(tmp_path_factory):
     """The main job, shortened to 3 epochs; other tests read its checkpoint."""
     out = tmp_path_factory.mktemp("run") / "digits"
-    result = graphnet("train", DIGITS, "--epochs", 3, "--out", out)
+    result = graphnet("train", DIGITS, "--epochs", 3, "--out", out, plots=True)
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -96,7 +116,10 @@ def test_no_command_prints_help_and_exits_2():
 
 def test_train_writes_every_output(run_dir):
     out, result = run_dir
-    assert {"model.npz", "metrics.json", "graph.svg", "curves.png"} <= set(os.listdir(out))
+    assert {"model.npz", "metrics.json", "history.json", "graph.svg",
+            "curves.png"} <= set(os.listdir(out))
+    epochs = json.loads((out / "history.json").read_text())["epochs"]
+    assert [row["epoch"] for row in epochs] == [1, 2, 3]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs"] == 3  # the flag overrode the file's training block
     assert metrics["seconds"] > 0
@@ -109,6 +132,43 @@ def test_train_writes_every_output(run_dir):
     assert f"{metrics['test']['accuracy']:.2%}" in last
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "<svg" in (out / "graph.svg").read_text()
+
+
+def test_train_without_matplotlib_skips_only_the_curves(tmp_path):
+    result = graphnet("train", write_model(tmp_path / "m.json"), "--dataset", "xor",
+                      "--epochs", 1, "--out", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    assert "curves.png not written: matplotlib is not installed" in result.stderr
+    assert set(os.listdir(tmp_path / "o")) == {"model.npz", "metrics.json", "history.json",
+                                               "graph.svg"}
+
+
+def test_train_without_graphviz_still_finishes(tmp_path):
+    no_dot = {"PATH": str(Path(sys.executable).parent)}  # python, but no dot program
+    result = graphnet("train", write_model(tmp_path / "m.json"), "--dataset", "xor",
+                      "--epochs", 1, "--out", tmp_path / "o", env=no_dot)
+    assert result.returncode == 0, result.stderr
+    assert "graph.svg not written" in result.stderr and "graphviz" in result.stderr
+    assert (tmp_path / "o" / "metrics.json").exists()
+    assert not (tmp_path / "o" / "graph.svg").exists()
+    render = graphnet("render", DIGITS, "-o", tmp_path / "g.svg", env=no_dot)
+    assert_bad_input(render, "dot")
+
+
+def test_flags_override_the_training_block(tmp_path):
+    model = write_model(tmp_path / "m.json", dataset="xor", epochs=1, batch_size=16, seed=4,
+                        optimizer={"name": "momentum", "lr": 0.2, "beta": 0.5})
+
+    def first_line(*flags):
+        result = graphnet("train", model, "--out", tmp_path / "o", "--quiet", *flags)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()[0]
+
+    assert "Momentum(lr=0.2, beta=0.5" in first_line()
+    assert "batch size 16, seed 4" in first_line()
+    assert "Momentum(lr=0.01, beta=0.5" in first_line("--lr", "0.01")
+    line = first_line("--optimizer", "sgd", "--batch-size", 7, "--seed", 3, "--epochs", 2)
+    assert "SGD(lr=0.01," in line and "2 epochs, batch size 7, seed 3" in line
 
 
 def test_train_defaults_to_runs_of_the_model_name(tmp_path):
@@ -161,22 +221,63 @@ def test_train_on_npz_and_csv_files(tmp_path):
         assert 0 <= metrics["test"]["accuracy"] <= 1
 
 
-def test_resume_reaches_the_same_params_as_an_uninterrupted_run(tmp_path):
-    model = write_model(tmp_path / "m.json", dataset="moons", seed=1)
-    small = ["--dataset-option", "n=200"]
-    full = graphnet("train", model, *small, "--epochs", 4, "--out", tmp_path / "full")
-    part = graphnet("train", model, *small, "--epochs", 2, "--out", tmp_path / "part")
-    assert full.returncode == 0 and part.returncode == 0, full.stderr + part.stderr
-    rest = graphnet("train", model, *small, "--epochs", 4, "--out", tmp_path / "part",
-                    "--resume", tmp_path / "part" / "model.npz")
-    assert rest.returncode == 0, rest.stderr
+def test_data_file_named_in_the_model_file_with_a_validation_split(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 2))
+    rows = "\n".join(f"{a:.5f},{b:.5f},{int(a * b > 0)}" for a, b in x)
+    (tmp_path / "points.csv").write_text("a,b,class\n" + rows + "\n")
+    model = write_model(tmp_path / "m.json", data="points.csv", validation_split=0.25,
+                        epochs=2)
+    result = graphnet("train", model, "--out", tmp_path / "o")  # the path is the file's
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2/2:" in result.stdout and "val_loss" in result.stdout
+
+
+def test_separate_test_file(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "train.npz", x=rng.normal(size=(40, 2)), y=rng.integers(0, 2, 40))
+    np.savez(tmp_path / "test.npz", x=rng.normal(size=(10, 2)), y=rng.integers(0, 2, 10))
+    np.savez(tmp_path / "wide.npz", x=rng.normal(size=(10, 3)), y=rng.integers(0, 2, 10))
+    model = write_model(tmp_path / "m.json")
+    ok = graphnet("train", model, "--data", tmp_path / "train.npz", "--test-data",
+                  tmp_path / "test.npz", "--epochs", 1, "--out", tmp_path / "o")
+    assert ok.returncode == 0, ok.stderr
+    assert "test_loss" in ok.stdout
+    assert_bad_input(graphnet("train", model, "--data", tmp_path / "train.npz", "--test-data",
+                              tmp_path / "wide.npz", "--out", tmp_path / "o"),
+                     "wide.npz", "(10, 3)")
+
+
+def test_a_killed_run_resumes_to_the_params_of_an_uninterrupted_run(tmp_path):
     import graphnet as gn
+    model = write_model(tmp_path / "m.json", dataset="moons", seed=1)
+    args = ["train", model, "--dataset-option", "n=100", "--epochs", 30, "--batch-size", 5]
+    full = graphnet(*args, "--out", tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+
+    ckpt = tmp_path / "part" / "model.npz"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(NO_MATPLOTLIB), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, "-m", "graphnet", *map(str, args), "--out",
+                             tmp_path / "part"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not ckpt.exists() and proc.poll() is None:
+            time.sleep(0.002)
+    finally:
+        proc.kill()
+        proc.wait()
+    killed_at = gn.load_checkpoint(str(ckpt)).train_state["epoch"]
+    assert 1 <= killed_at < 30
+
+    rest = graphnet(*args, "--out", tmp_path / "part", "--resume", ckpt)
+    assert rest.returncode == 0, rest.stderr
     a = gn.load(str(tmp_path / "full" / "model.npz"))
-    b = gn.load(str(tmp_path / "part" / "model.npz"))
+    b = gn.load(str(ckpt))
+    assert a.params.keys() == b.params.keys()
     for key in a.params:
         assert np.array_equal(a.params[key], b.params[key]), key
-    first = gn.load(str(tmp_path / "full" / "model.npz"))
-    assert first.params.keys() == a.params.keys()
+    metrics = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert metrics["epochs"] == 30
 
 
 # --- evaluate and predict ------------------------------------------------------------
@@ -224,6 +325,24 @@ def test_predict_writes_npy_csv_and_npz_that_agree_with_evaluate(run_dir, tmp_pa
     assert np.allclose(np.load(tmp_path / "p.npz")["logits"], logits)
 
 
+def test_predict_classes_of_a_binary_classifier(tmp_path):
+    model = json.loads(write_model(tmp_path / "m.json").read_text())
+    model["inputs"][1] = {"name": "label", "shape": [1]}
+    model["nodes"][2]["attrs"]["units"] = 1
+    model["nodes"][3]["op"] = "binary_cross_entropy"
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    trained = graphnet("train", tmp_path / "m.json", "--dataset", "xor", "--epochs", 1,
+                       "--out", tmp_path / "o")
+    assert trained.returncode == 0, trained.stderr
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(20, 2)))
+    result = graphnet("predict", tmp_path / "o" / "model.npz", "--data", tmp_path / "d.npz",
+                      "-o", tmp_path / "p.csv", "--classes")
+    assert result.returncode == 0, result.stderr
+    table = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    assert table.shape == (20, 2)
+    assert np.array_equal(table[:, 1], table[:, 0] > 0)
+
+
 def test_predict_from_csv_ignores_the_label_column(run_dir, tmp_path):
     out, _ = run_dir
     from graphnet.datasets import load_digits
@@ -265,7 +384,8 @@ def test_plugins_lists_every_kind_with_its_distribution():
     assert lines[0].split() == ["kind", "name", "plugin", "distribution"]
     data = json.loads(graphnet("plugins", "--json").stdout)
     kinds = {r["kind"] for r in data["plugins"]}
-    assert {"op", "activation", "loss", "optimizer", "initializer", "dataset"} <= kinds
+    assert {"op", "activation", "loss", "optimizer", "schedule", "initializer",
+            "dataset"} <= kinds
     row = next(r for r in data["plugins"] if r["name"] == "moons")
     from graphnet import __version__
     assert row == {"kind": "dataset", "name": "moons", "plugin": "graphnet.builtin.datasets",
@@ -327,6 +447,12 @@ def test_gradcheck_of_binary_and_regression_losses(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps(model))
     result = graphnet("gradcheck", tmp_path / "m.json", "--batch", 3)
     assert result.returncode == 0, result.stdout + result.stderr
+    model["inputs"][1] = {"name": "target", "shape": [1]}
+    model["nodes"][3] = {"name": "loss", "op": "mse", "inputs": ["logits", "target"]}
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    result = graphnet("gradcheck", tmp_path / "m.json", "--seed", 5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fc1.weight" in result.stdout and "\nx " in result.stdout  # inputs checked too
 
 
 def test_schema_prints_and_writes_the_json_schema(tmp_path):
@@ -355,8 +481,14 @@ def test_schema_prints_and_writes_the_json_schema(tmp_path):
     (["render", DIGITS], ["-o"]),
     (["plugins", "--kind", "widget"], ["--kind", "widget"]),
 ])
-def test_bad_flags(args, words):
-    assert_bad_input(graphnet(*args), *words)
+def test_bad_flags(capsys, args, words):
+    assert_bad_input(in_process(capsys, *args), *words)
+
+
+def test_bad_flags_as_commands():
+    assert_bad_input(graphnet("train", DIGITS, "--epochs", "0"), "--epochs", "'0'")
+    assert_bad_input(graphnet("train", DIGITS, "--lr", "-1"), "--lr", "-1")
+    assert_bad_input(graphnet("trian"), "invalid choice")
 
 
 def test_unknown_dataset():
@@ -364,11 +496,11 @@ def test_unknown_dataset():
                      "did you mean 'digits'")
 
 
-def test_unknown_dataset_option():
+def test_unknown_dataset_option(capsys):
     assert_bad_input(graphnet("train", DIGITS, "--dataset", "moons", "--dataset-option",
                               "nois=0.1"), "nois", "'noise'")
-    assert_bad_input(graphnet("train", DIGITS, "--dataset", "moons", "--dataset-option",
-                              "noise"), "KEY=VALUE")
+    assert_bad_input(in_process(capsys, "train", DIGITS, "--dataset", "moons",
+                                "--dataset-option", "noise"), "KEY=VALUE")
 
 
 def test_unknown_optimizer():
@@ -382,8 +514,14 @@ def test_unknown_optimizer():
     ["gradcheck", "missing.npz"], ["evaluate", "missing.npz", "--dataset", "digits"],
     ["predict", "missing.npz", "--data", "d.npz", "-o", "p.npy"],
 ])
-def test_missing_model_or_checkpoint(tmp_path, command):
-    assert_bad_input(graphnet(*command, cwd=tmp_path), "missing.", "does not exist")
+def test_missing_model_or_checkpoint(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    assert_bad_input(in_process(capsys, *command), "missing.", "does not exist")
+
+
+def test_missing_model_as_a_command(tmp_path):
+    assert_bad_input(graphnet("train", "missing.json", cwd=tmp_path), "missing.json",
+                     "does not exist")
 
 
 def test_missing_and_unreadable_data_files(run_dir, tmp_path):
@@ -409,18 +547,29 @@ def test_unreadable_model_file_and_checkpoint(tmp_path):
     assert_bad_input(graphnet("summary", tmp_path), "folder")
 
 
-@pytest.mark.parametrize("arrays, words", [
-    ({"x": np.ones((10, 3)), "y": np.zeros(10, int)}, ["'x'", "(10, 3)", "(N, 64)"]),
+@pytest.mark.parametrize("arrays, words, features", [
+    ({"x": np.ones((10, 3)), "y": np.zeros(10, int)}, ["'x'", "(10, 3)", "(N, 64)"], True),
     ({"pixels": np.ones((10, 64)), "y": np.zeros(10, int)}, ["no array for input 'x'",
-                                                             "pixels"]),
-    ({"x": np.ones((10, 64)), "y": np.full(10, 0.5)}, ["integer class labels"]),
-    ({"x": np.ones((10, 64)), "y": np.zeros(9, int)}, ["samples"]),
+                                                             "pixels"], True),
+    ({"x": np.ones((10, 64)), "y": np.full(10, 0.5)}, ["integer class labels"], False),
+    ({"x": np.ones((10, 64)), "y": np.zeros(9, int)}, ["samples"], False),
 ])
-def test_data_that_does_not_match_the_model(run_dir, tmp_path, arrays, words):
+def test_data_that_does_not_match_the_model(run_dir, tmp_path, capsys, arrays, words,
+                                            features):
     np.savez(tmp_path / "d.npz", **arrays)
     ckpt = run_dir[0] / "model.npz"
-    assert_bad_input(graphnet("evaluate", ckpt, "--data", tmp_path / "d.npz"), "d.npz", *words)
-    assert_bad_input(graphnet("train", DIGITS, "--data", tmp_path / "d.npz"), "d.npz", *words)
+    commands = [["evaluate", ckpt], ["train", DIGITS]]
+    if features:  # predict reads only the features
+        commands.append(["predict", ckpt, "-o", tmp_path / "p.npy"])
+    for args in commands:
+        result = in_process(capsys, *args, "--data", tmp_path / "d.npz")
+        assert_bad_input(result, "d.npz", *words)
+
+
+def test_data_that_does_not_match_the_model_as_a_command(run_dir, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((10, 3)), y=np.zeros(10, int))
+    assert_bad_input(graphnet("evaluate", run_dir[0] / "model.npz", "--data",
+                              tmp_path / "d.npz"), "d.npz", "(10, 3)", "(N, 64)")
 
 
 def test_labels_out_of_range_are_refused(run_dir, tmp_path):
@@ -434,6 +583,17 @@ def test_bad_output_suffixes(run_dir, tmp_path):
     np.savez(tmp_path / "d.npz", x=np.ones((2, 64)))
     assert_bad_input(graphnet("predict", run_dir[0] / "model.npz", "--data",
                               tmp_path / "d.npz", "-o", tmp_path / "p.txt"), "p.txt")
+
+
+def test_train_refuses_a_model_without_a_loss_and_an_output_that_is_a_file(tmp_path):
+    model = json.loads(write_model(tmp_path / "m.json").read_text())
+    model["nodes"].pop()  # the loss
+    model["inputs"].pop()  # and the label it read
+    (tmp_path / "m.json").write_text(json.dumps(model))
+    assert_bad_input(graphnet("train", tmp_path / "m.json", "--dataset", "xor"), "no loss node")
+    assert_bad_input(graphnet("gradcheck", tmp_path / "m.json"), "no loss node")
+    (tmp_path / "file").write_text("")
+    assert_bad_input(graphnet("train", DIGITS, "--out", tmp_path / "file"), "is a file")
 
 
 def test_train_refuses_a_checkpoint_as_model(run_dir):

@@ -106,6 +106,26 @@ def test_unknown_dataset_suggests_a_name():
     assert "'moons'" in str(info.value) and "did you mean" in str(info.value)
 
 
+def test_a_plugin_dataset_that_fails_or_returns_junk_is_named():
+    class Broken:
+        @gn.hookimpl
+        def graphnet_datasets(self):
+            def boom(size=3):
+                raise RuntimeError("disk on fire")
+            return [gn.Dataset("broken", boom, options={"size": 3}),
+                    gn.Dataset("junk", lambda: {"train": {"x": 1}, "test": {}})]
+
+    name = gn.plugins.register(Broken(), name="broken-datasets")
+    try:
+        with pytest.raises(DataError, match="dataset 'broken' failed to load with options "
+                                            r"\{'size': 5\}: RuntimeError: disk on fire"):
+            ds.load("broken", size="5")
+        with pytest.raises(DataError, match="without a sample axis"):
+            ds.load("junk")
+    finally:
+        gn.plugins.unregister(name)
+
+
 def test_digits_takes_no_options():
     with pytest.raises(DataError, match="takes no options"):
         ds.load("digits", n=5)
@@ -180,6 +200,8 @@ def test_csv_without_header_is_all_features_unless_told(tmp_path):
     ("a,b\n1,2\n", {"y": "c"}, "has no column 'c'"),
     ("a,b\n1,2\n", {"x": "a,b", "y": "b"}, "both a feature and the target"),
     ("a,b\n1,2\n", {"x": "0:9"}, "outside the 2 columns"),
+    ("a,b\n1,2\n3,nan\n", {}, "line 3, column 'b': 'nan' is not a finite number"),
+    ("a,b\n1e39,2\n", {}, "line 2, column 'a': '1e39' is not a finite number"),
 ])
 def test_bad_csv_is_named(tmp_path, text, kwargs, words):
     path = tmp_path / "d.csv"
@@ -259,6 +281,8 @@ def test_predicting_needs_no_targets():
     ({"x": np.ones((2, 5)), "y": [0, 1]}, "has shape (2, 5), but the input needs (N, 4)"),
     ({"x": np.ones((2, 4)), "y": [0, 1, 2]}, "samples"),
     ({"x": np.ones((2, 4)), "y": [0.5, 1]}, "integer class labels"),
+    ({"x": np.full((2, 4), np.inf), "y": [0, 1]}, "NaN or infinite"),
+    ({"x": np.ones((2, 4)), "y": [np.nan, 1]}, "NaN or infinite"),
 ])
 def test_arrays_that_do_not_fit_are_named(arrays, words):
     with pytest.raises(DataError) as info:
@@ -273,3 +297,54 @@ def test_two_feature_inputs_make_x_ambiguous():
     g.add("mse", g.add("add", a, b, name="s"), t, name="loss")
     with pytest.raises(DataError, match=r"could feed any of the feature inputs \['a', 'b'\]"):
         ds.to_feeds(gn.Model(g), {"x": np.ones((1, 2)), "y": np.ones((1, 2))})
+
+
+# --- nothing but DataError escapes ----------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+CELLS = st.one_of(st.integers(-5, 5).map(str), st.floats(allow_nan=True).map(repr),
+                  st.sampled_from(["", "x", "label", "y", "1e3", " 2 ", "nan", "-"]))
+ROWS = st.lists(st.lists(CELLS, min_size=0, max_size=4), max_size=6)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=ROWS, x=st.sampled_from([None, "0", "a,b", "0:2", "x", "9"]),
+       y=st.sampled_from([None, "1", "label", "y", "zz"]))
+def test_any_csv_loads_or_raises_data_error(tmp_path, rows, x, y):
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join(",".join(r) for r in rows))
+    try:
+        arrays = ds.load_file(path, x=x, y=y)
+    except DataError:
+        return
+    assert arrays["x"].ndim == 2 and len(arrays["x"]) >= 1
+    if "y" in arrays:
+        assert len(arrays["y"]) == len(arrays["x"])
+
+
+ARRAYS = hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.int64, np.bool_]),
+                    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5),
+                    elements={"allow_nan": False, "allow_infinity": False,
+                              "min_value": -3, "max_value": 3})
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrays=st.dictionaries(st.sampled_from(["x", "y", "label", "other"]), ARRAYS,
+                              max_size=3),
+       targets=st.booleans())
+def test_any_arrays_feed_the_model_or_raise_data_error(arrays, targets):
+    model = CLASSIFIER
+    try:
+        feeds = ds.to_feeds(model, arrays, targets=targets)
+    except DataError:
+        return
+    assert feeds["x"].shape[1:] == (4,)
+    if targets and len(feeds["x"]) and feeds["label"].min() >= 0 and feeds["label"].max() < 3:
+        assert np.isfinite(model.forward(feeds)["loss"])
+
+
+CLASSIFIER = classifier()

@@ -336,3 +336,25 @@ def test_input_shapes_must_be_positive():
 def test_model_of_something_that_is_not_a_graph():
     with raises(GraphnetError, "DiGraph", "from_networkx"):
         gn.Model(nx.DiGraph())
+
+
+def test_op_whose_backward_returns_a_gradient_of_the_wrong_shape():
+    class Broken(gn.Op):
+        name = "broken_shape"
+
+        def forward(self, ctx, x):
+            return x * 2
+
+        def backward(self, ctx, dy):
+            return (dy.sum(axis=0),)
+
+    from graphnet.testing import registered
+    with registered(Broken()):
+        g = gn.Graph()
+        x = g.input("x", (3,))
+        g.add("mse", g.add("dense", g.add("broken_shape", x, name="bad"), units=3),
+              g.input("t", (3,)), name="loss")
+        model = gn.Model(g)
+        model.forward({"x": X, "t": X})
+        with raises(GraphnetError, "'bad'", "(3,)", "(4, 3)", "'x'"):
+            model.backward(inputs=True)

@@ -168,6 +168,8 @@ def test_fan_out_through_pass_through_ops_accumulates_correctly():
     s4 = g.add("sub", s3, g.add("concat", g.add("dropout", h, rate=0.1)))
     g.add("mse", s4, t, name="loss")
     g.add("mse", s, t, name="loss2")
+    pair = g.add("concat", s2, s2, i2)            # one input twice, with split views
+    g.add("mse", g.add("dense", pair, units=4), t, name="loss3")
     model = gn.Model(g, dtype="float64")
     feeds = feeds_for(model)
     assert_grads(model, feeds, inputs=True)
@@ -233,3 +235,64 @@ def test_integer_valued_feeds_of_float_inputs_are_checked_too():
     feeds = {"x": np.arange(20).reshape(5, 4) % 3, "t": np.zeros((5, 3), dtype=int)}
     report = assert_grads(model, feeds, inputs=True)
     assert {"x", "t"} <= set(report.errors)
+
+
+def test_gradients_handed_to_two_inputs_are_not_shared():
+    """add hands the same array to both inputs; a later sum into one of them (from an
+    earlier consumer of ``a``) must not change the other's gradient."""
+    g, x, t = regression()
+    a = g.add("dense", x, units=3, name="a")
+    b = g.add("dense", x, units=3, name="b")
+    c = g.add("tanh", a, name="c")                  # consumes a before the add does
+    d = g.add("identity", b, name="d")
+    s = g.add("add", a, d, name="s")
+    g.add("mse", g.add("mul", s, c), t, name="loss")
+    model = gn.Model(g, dtype="float64")
+    assert_grads(model, feeds_for(model), inputs=True)
+
+
+# --- random DAGs ---------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+UNARY = ["tanh", "sigmoid", "softplus", "elu", "relu", "identity", "dense", "softmax", "dropout"]
+BINARY = ["add", "sub", "mul", "concat_dense"]
+
+
+@st.composite
+def random_dag(draw):
+    """A random DAG over (3,)-shaped nodes: any node may feed any later node, any
+    number of times, so fan-out, repeated inputs and skips all show up. Dense biases
+    start random: sub(a, a) is exactly zero, and a zero bias would then put elu's
+    input on its kink, where central differences are off by eps / 4."""
+    g = gn.Graph("random")
+    nodes = [g.input("x1", (3,)), g.input("x2", (3,))]
+    for _ in range(draw(st.integers(1, 8))):
+        pick = st.sampled_from(nodes)
+        if draw(st.booleans()):
+            op = draw(st.sampled_from(UNARY))
+            attrs = {"units": 3, "bias_init": "normal"} if op == "dense" else {}
+            nodes.append(g.add(op, draw(pick), **attrs))
+        else:
+            op, a, b = draw(st.sampled_from(BINARY)), draw(pick), draw(pick)
+            if op == "concat_dense":
+                nodes.append(g.add("dense", g.add("concat", a, b), units=3, bias_init="normal"))
+            else:
+                nodes.append(g.add(op, a, b))
+    used = {i for n in g.nodes() for i in g.node(n)["inputs"]}
+    sinks = [n for n in nodes if n not in used] or nodes[-1:]
+    total = sinks[0]
+    for s in sinks[1:]:
+        total = g.add("add", total, s)
+    g.add("mse", total, g.input("t", (3,)), name="loss")
+    return g
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,  # the same DAGs in every run
+          suppress_health_check=[HealthCheck.too_slow])
+@given(graph=random_dag(), seed=st.integers(0, 3))
+def test_random_dags(graph, seed):
+    model = gn.Model(graph, seed=seed, dtype="float64")
+    rng = np.random.default_rng(seed)
+    feeds = {k: rng.normal(size=(3, 3)) for k in ("x1", "x2", "t")}
+    report = gn.gradcheck(model, feeds, inputs=True, max_per_param=9, training=True)
+    assert report.ok, str(report)

@@ -160,3 +160,28 @@ def test_networkx_algorithms_see_the_graph():
     assert nx.is_directed_acyclic_graph(g.nx)
     assert nx.ancestors(g.nx, "d") == {"x", "fc", "sq"}
     assert g.nx.graph["outputs"] == ["d"]
+
+
+def test_from_networkx_multidigraph_repeats_inputs_with_parallel_edges():
+    G = nx.MultiDiGraph()
+    G.add_node("x", op="input", shape=(3,))
+    G.add_node("t", op="input", shape=(3,))
+    G.add_node("fc", op="dense", attrs={"units": 3})
+    G.add_node("sq", op="mul")
+    G.add_node("d", op="sub")
+    G.add_node("loss", op="mse")
+    G.add_edge("x", "fc")
+    G.add_edge("fc", "sq")
+    G.add_edge("fc", "sq")                  # a parallel edge: fc read twice
+    G.add_edge("x", "d", index=1)
+    G.add_edge("sq", "d", index=0)
+    G.add_edges_from([("d", "loss", {"index": 0}), ("t", "loss", {"index": 1})])
+    g = gn.Graph.from_networkx(G, outputs=["d"])
+    assert g.node("sq")["inputs"] == ["fc", "fc"] and g.node("d")["inputs"] == ["sq", "x"]
+    check_same_as_reference(g)
+
+
+def test_from_networkx_refuses_other_graphs():
+    import pytest
+    with pytest.raises(gn.GraphError, match="DiGraph"):
+        gn.Graph.from_networkx(nx.Graph())

@@ -239,3 +239,40 @@ def test_replacing_model_rng_is_honoured_by_dropout():
     a.rng, b.rng = np.random.default_rng(9), np.random.default_rng(9)
     np.testing.assert_array_equal(a.forward(ones, training=True)["d"],
                                   b.forward(ones, training=True)["d"])
+
+
+def test_predict_in_batches_edge_cases():
+    model = gn.Model(classifier())
+    assert model.predict({"x": X[:0]}, batch_size=4)["out"].shape == (0, 3)
+    np.testing.assert_allclose(model.predict({"x": X}, batch_size=np.int64(1))["out"],
+                               model.predict({"x": X})["out"], rtol=1e-6)
+    for bad in (0, 2.5, "4", True):
+        with pytest.raises(gn.GraphnetError, match="batch_size"):
+            model.predict({"x": X}, batch_size=bad)
+
+
+def test_compiled_steps_make_no_networkx_call_and_no_registry_lookup(monkeypatch):
+    """DESIGN.md: after compiling, forward and backward run a flat plan."""
+    import networkx
+
+    from graphnet import plugins as plugin_module
+
+    model = gn.Model(classifier(), dtype="float32")
+    feeds = {"x": X, "y": Y}
+    model.forward(feeds, training=True)
+    expected = model.backward()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("called while running a compiled plan")
+
+    for name in ("ancestors", "descendants", "topological_sort",
+                 "lexicographical_topological_sort", "find_cycle"):
+        monkeypatch.setattr(networkx, name, forbidden)
+    monkeypatch.setattr(networkx.DiGraph, "__iter__", forbidden)
+    monkeypatch.setattr(networkx.DiGraph, "nodes", property(forbidden))
+    monkeypatch.setattr(plugin_module.Registry, "get", forbidden)
+    monkeypatch.setattr(plugin_module.Registry, "tables", forbidden)
+    model.forward(feeds, training=True)
+    grads = model.backward()
+    for k in expected:
+        np.testing.assert_array_equal(grads[k], expected[k])

@@ -187,6 +187,19 @@ def test_strict_mode_in_a_fresh_interpreter_exits_with_the_error(tmp_path):
     assert "PluginError" in proc.stderr and "broken-dist" in proc.stderr
 
 
+def test_graphnet_plugins_command_reports_a_broken_plugin(tmp_path):
+    make_dist(tmp_path, "broken-dist", {"broken": "broken_mod"}, BROKEN)
+    listed = run(["-m", "graphnet", "plugins"], [tmp_path])
+    assert listed.returncode == 0, listed.stderr
+    assert "dense" in listed.stdout and "broken-dist" in listed.stdout
+    assert "needs libfoo" in listed.stdout + listed.stderr
+    data = json.loads(run(["-m", "graphnet", "plugins", "--json"], [tmp_path]).stdout)
+    assert [f["distribution"] for f in data["failures"]] == ["broken-dist"]
+    strict = run(["-m", "graphnet", "plugins"], [tmp_path], GRAPHNET_STRICT_PLUGINS="1")
+    assert strict.returncode == 2
+    assert "broken-dist" in strict.stderr and "Traceback" not in strict.stderr
+
+
 # --- clashes -------------------------------------------------------------------------
 
 def test_two_distributions_claiming_one_name_name_both(tmp_path, monkeypatch):

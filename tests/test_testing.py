@@ -89,3 +89,64 @@ def test_registered_cleans_up_after_an_error():
             raise RuntimeError
     with pytest.raises(gn.UnknownOpError):
         plugins.get("op", "test_scale")
+
+
+class Leaky64(Scale):
+    """An op whose backward promotes to float64 (a float64 constant)."""
+
+    name = "test_leaky64"
+
+    def backward(self, ctx, dy):
+        dx, dgain = super().backward(ctx, dy)
+        return dx * np.ones(dx.shape), dgain
+
+
+def test_check_op_catches_a_float64_leak():
+    with pytest.raises(AssertionError, match="float32 model.*'in0' is float64"):
+        check_op(Leaky64(), [(3,)])
+
+
+class NoFans(Scale):
+    """A param declared without fans and with the default glorot_uniform init."""
+
+    name = "test_no_fans"
+
+    def params(self, attrs, shape):
+        return {"gain": gn.Param((shape[-1],))}
+
+
+def test_params_without_fans_get_them_from_their_shape():
+    with registered(NoFans()):
+        g = gn.Graph()
+        g.add("test_no_fans", g.input("x", (6,)), name="n")
+        gain = gn.Model(g).params["n.gain"]
+    assert gain.shape == (6,) and 0 < np.abs(gain).max() <= np.sqrt(6 / 12)
+    from graphnet.model import default_fans
+    assert default_fans((4, 3)) == (4, 3) and default_fans((2, 5, 3)) == (10, 3)
+    assert default_fans(()) == (1, 1)
+
+
+def test_an_activation_that_promotes_to_float64_is_kept_float32():
+    sloppy = gn.Activation("test_sloppy", fn=lambda x: x + np.zeros(x.shape),
+                           derivative=lambda x, y: np.ones(x.shape))
+    assert check_activation(sloppy).ok          # check_op's float32 pass included
+
+
+def test_check_roundtrip_catches_an_attr_lost_in_json():
+    """A serializer that changes an attr on the way out fails the round-trip check."""
+    from graphnet.testing import check_roundtrip
+
+    g = gn.Graph("rt")
+    x = g.input("x", shape=(3,))
+    g.output(g.add("dense", x, units=2, name="fc"))
+    feeds = {"x": np.ones((2, 3))}
+    check_roundtrip(g, feeds)            # a builtin graph passes
+    broken = g.copy()
+    original = broken.to_json
+
+    def lossy_to_json(path=None):        # simulates a serializer that drops use_bias
+        return original().replace('"units": 2', '"units": 2, "use_bias": false')
+
+    broken.to_json = lossy_to_json
+    with pytest.raises(AssertionError, match="JSON round trip"):
+        check_roundtrip(broken, feeds)

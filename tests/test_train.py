@@ -553,3 +553,29 @@ def test_optimizer_given_by_name_or_dict():
     with pytest.raises(gn.GraphnetError, match="no hyperparameter 'bta'"):
         model.fit(regression_data(), optimizer={"name": "momentum", "bta": 0.5},
                   progress=False)
+
+
+# --- checkpoints on disk, through gn.save and gn.load_checkpoint --------------------------
+def test_resume_from_a_checkpoint_file_is_bit_identical(tmp_path):
+    path = tmp_path / "run.npz"
+    whole = gn.Model(regression_graph(dropout=0.3), seed=0)           # float32, dropout
+    full = whole.fit(regression_data(20), optimizer=gn.optimizer("adam", lr=0.01), epochs=5,
+                     batch_size=3, progress=False)
+    broken = gn.Model(regression_graph(dropout=0.3), seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit(regression_data(20), optimizer=gn.optimizer("adam", lr=0.01), epochs=5,
+                   batch_size=3, progress=False, checkpoint=path, callbacks=[Interrupt(4)])
+    ckpt = gn.load_checkpoint(path)
+    assert ckpt.train_state["epoch"] == 3 and ckpt.optimizer.step_count == 21
+    assert gn.History.from_dict(ckpt.history)["epoch"] == [1, 2, 3]
+    resumed = ckpt.model                       # the checkpoint's own model, params restored
+    history = resumed.fit(regression_data(20), epochs=5, batch_size=3, progress=False,
+                          resume=path, checkpoint=path)
+    assert_params_equal(resumed, whole)
+    assert history["loss"] == full["loss"]
+    fresh = gn.Model(regression_graph(dropout=0.3), seed=1)       # or a fresh one, any seed
+    fresh.fit(regression_data(20), epochs=5, batch_size=3, progress=False, resume=path)
+    assert_params_equal(fresh, whole)
+    final = gn.load_checkpoint(path)
+    assert final.train_state["finished"] == "done" and final.train_state["epoch"] == 5
+    assert final.optimizer.step_count == 35

@@ -19,15 +19,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def can_build_offline():
+    """setuptools builds wheels itself from 70.1 on; older ones need the `wheel` package."""
+    import importlib.metadata
+    import importlib.util
+    try:
+        version = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major, minor = (int(p) for p in version.split(".")[:2])
+    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+
+
 def build_wheel(src, dist):
-    """Build offline with the installed setuptools; without its bdist_wheel (setuptools
-    older than 70.1 and no `wheel` package), let pip fetch a build backend instead."""
-    base = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)]
-    offline = subprocess.run(base[:4] + ["--no-build-isolation"] + base[4:],
-                             capture_output=True, text=True)
-    if offline.returncode != 0:
-        isolated = subprocess.run(base, capture_output=True, text=True)
-        assert isolated.returncode == 0, offline.stderr + isolated.stderr
+    """Build offline with the installed setuptools when it can; else let pip fetch a
+    build backend into an isolated environment."""
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)]
+    if can_build_offline():
+        cmd.insert(4, "--no-build-isolation")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
     wheels = list(dist.glob("graphnet-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]

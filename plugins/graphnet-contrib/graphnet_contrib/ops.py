@@ -40,11 +40,12 @@ class LayerNorm(gn.Op):
 
     def backward(self, ctx, dy):
         x_hat, inv_std = ctx.x_hat, ctx.inv_std
+        need_x, need_gamma, need_beta = ctx.needs_grad
         axes = tuple(range(dy.ndim - 1))  # every axis but the normalized one
-        dgamma = (dy * x_hat).sum(axis=axes)
-        dbeta = dy.sum(axis=axes)
+        dgamma = (dy * x_hat).sum(axis=axes) if need_gamma else None
+        dbeta = dy.sum(axis=axes) if need_beta else None
         dx = None
-        if ctx.needs_grad[0]:
+        if need_x:
             # d x_hat, then through the mean and variance of the last axis:
             # dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)), g = dy * gamma
             g = dy * ctx.gamma

@@ -47,6 +47,11 @@ class NAdam(gn.Optimizer):
     name = "nadam"
 
     def __init__(self, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3):
+        # graphnet checks lr, the betas and eps; momentum_decay is this optimizer's own
+        if isinstance(momentum_decay, bool) or not (
+                isinstance(momentum_decay, (int, float)) and momentum_decay >= 0):
+            raise gn.GraphnetError(f"optimizer 'nadam': momentum_decay must be a number "
+                                   f">= 0, got {momentum_decay!r}")
         super().__init__(lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                          momentum_decay=momentum_decay)
 

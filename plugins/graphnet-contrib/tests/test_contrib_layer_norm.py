@@ -52,3 +52,18 @@ def test_negative_eps_is_refused():
         g.add("layer_norm", g.input("x", shape=(3,)), name="norm", eps=-1.0)
         with pytest.raises(gn.GraphnetError, match="eps"):
             gn.Model(g)
+
+
+def test_params_get_gradients_when_the_input_needs_none():
+    # layer_norm right on a model input: backward skips dx (needs_grad[0] is False)
+    with registered(LayerNorm()):
+        g = gn.Graph("first")
+        y = g.add("layer_norm", g.input("x", shape=(4,)), name="ln")
+        g.add("mse", y, g.input("t", shape=(4,)), name="loss")
+        model = gn.Model(g, seed=0, dtype="float64")
+        rng = np.random.default_rng(1)
+        model.params["ln.gamma"][:] = rng.normal(size=4)
+        feeds = {"x": rng.normal(size=(5, 4)), "t": rng.normal(size=(5, 4))}
+        report = gn.gradcheck(model, feeds)
+        assert report.ok, report
+        assert set(report.errors) == {"ln.gamma", "ln.beta"}

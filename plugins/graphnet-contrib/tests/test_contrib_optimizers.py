@@ -74,3 +74,23 @@ def test_float32_params_stay_float32(cls):
     w = {"w": np.ones(3, dtype=np.float32)}
     cls().step(w, {"w": np.ones(3, dtype=np.float32)})
     assert w["w"].dtype == np.float32
+
+
+def test_bad_hyperparameters_are_refused_with_their_name():
+    import graphnet as gn
+    with pytest.raises(gn.GraphnetError, match="beta2"):
+        Lion(beta2=1.0)
+    with pytest.raises(gn.GraphnetError, match="momentum_decay"):
+        NAdam(momentum_decay=-1)
+
+
+def test_a_schedule_as_lr_drives_lion_step_sizes():
+    # graphnet's Optimizer base class gives plugins schedules for free: lr halves each step
+    opt = Lion(lr={"name": "step", "lr": 0.1, "step_size": 1, "gamma": 0.5})
+    w = {"w": np.array([1.0])}
+    moves = []
+    for _ in range(3):
+        before = w["w"].copy()
+        opt.step(w, {"w": np.array([1.0])})
+        moves.append(float(before[0] - w["w"][0]))
+    np.testing.assert_allclose(moves, [0.1, 0.05, 0.025])
