@@ -48,6 +48,13 @@ class FlatArrays(dict):
         return (self.flat is not None and len(self) == len(self.views)
                 and all(map(operator.is_, self.values(), self.views)))
 
+    def __reduce__(self):
+        """Copies and pickles stay views into their own copy of ``flat`` (or, once an
+        entry was replaced, become a FlatArrays without one)."""
+        if self.intact():
+            return flat_arrays, (self.layout, self.flat)
+        return FlatArrays, (dict(self),)
+
 
 def flat_arrays(layout, flat):
     """A FlatArrays of views into ``flat``, one per ``layout`` entry."""

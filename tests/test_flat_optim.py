@@ -95,3 +95,19 @@ def test_state_arrays_are_views_of_one_flat_array_per_key():
     for k in m.params:
         assert np.shares_memory(opt.state[k]["m"], flat["m"])
         assert opt.state[k]["v"].shape == m.params[k].shape
+
+
+def test_a_deep_copied_model_trains_its_own_params():
+    """Copies keep params as views into their own flat array, so the flat step reaches them."""
+    import copy
+    import pickle
+    a = model()
+    before = {k: v.copy() for k, v in a.params.items()}
+    b = copy.deepcopy(a)
+    c = pickle.loads(pickle.dumps(a))
+    for m in (a, b, c):
+        train(m, gn.optimizer("adam", lr=0.05), batches(2))
+    for k in before:
+        assert not np.array_equal(b.params[k], before[k])
+        np.testing.assert_array_equal(b.params[k], a.params[k])
+        np.testing.assert_array_equal(c.params[k], a.params[k])
