@@ -8,6 +8,9 @@ plugin registry (graphnet.schema) through jsonschema, then the checks a
 schema cannot express (names that must exist or be unique), then the
 engine's own shape inference.
 
+graphnet.schema and graphnet.checkpoint build on this module, so it imports
+them inside the functions that need them (the validator, the atomic write).
+
 >>> import graphnet as gn
 >>> g = gn.Graph("tiny")
 >>> x = g.input("x", shape=(2,))
