@@ -6,6 +6,7 @@
 
 from . import plugins
 from .callbacks import Callback, EarlyStopping, LearningRateLogger
+from .checkpoint import Checkpoint, load, load_checkpoint, save
 from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphError,
                      GraphnetError, PluginError, SchemaError, ShapeError, TrainingError,
                      UnknownOpError)
@@ -17,7 +18,7 @@ from .optim import Optimizer, optimizer
 from .plugins import hookimpl
 from .render import render
 from .schedules import Schedule, schedule
-from .serialize import Checkpoint, load, load_checkpoint, model_schema, save
+from .schema import model_schema
 from .train import History
 
 __version__ = "0.1.0"

@@ -99,7 +99,7 @@ def load_model(path, seed=0):
     """A Model from a JSON model file (fresh params from ``seed``) or a checkpoint (.npz)."""
     from .model import Model
     if path.lower().endswith(".npz"):
-        from .serialize import load
+        from .checkpoint import load
         return load(_existing(path, "checkpoint"))
     return Model(read_graph(path), seed=seed)
 
@@ -245,8 +245,8 @@ def cmd_gradcheck(args):
 
 
 def cmd_schema(args):
-    from . import serialize
-    schema = serialize.model_schema()
+    from .schema import model_schema
+    schema = model_schema()
     text = json.dumps(schema, indent=2) + "\n"
     if args.output:
         _atomic(args.output, lambda f: f.write(text.encode()))

@@ -127,8 +127,11 @@ class Registry:
         self._loaded = False
 
     # --- loading -------------------------------------------------------
-    def load(self):
+    def load(self, entry_points=True):
         """Register the builtins, then (unless disabled) the entry points. Idempotent.
+
+        ``entry_points=False`` loads the builtins alone, whatever is installed (the
+        committed schema is generated so).
 
         Raises PluginError in strict mode; the registry is then left unloaded,
         so that the next use raises again instead of running half-loaded.
@@ -139,7 +142,7 @@ class Registry:
             if self.pm.get_plugin(modname) is None:
                 self.pm.register(importlib.import_module(modname), name=modname)
                 self.dists[modname] = ("graphnet", _version("graphnet"))
-        if not _flag("GRAPHNET_DISABLE_PLUGIN_AUTOLOAD"):
+        if entry_points and not _flag("GRAPHNET_DISABLE_PLUGIN_AUTOLOAD"):
             self._load_entry_points()
         self._loaded = True
         return self

@@ -470,12 +470,12 @@ def _guard(model, loss, grads, opt, epoch, batch):
 
 # --- checkpoints ---------------------------------------------------------------
 def _save(model, path, optimizer=None, history=None, train_state=None):
-    from .serialize import save
+    from .checkpoint import save
     return save(model, path, optimizer=optimizer, history=history, train_state=train_state)
 
 
 def _load_checkpoint(path):
-    from .serialize import load_checkpoint
+    from .checkpoint import load_checkpoint
     return load_checkpoint(path)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphnet as gn
-from graphnet import serialize
+from graphnet import checkpoint
 
 
 def small_graph():
@@ -170,7 +170,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatc
         f.write(b"PK\x03\x04 half a checkpoint")
         raise KeyboardInterrupt  # as if the process were stopped mid-write
 
-    monkeypatch.setattr(serialize, "_write_npz", crash)
+    monkeypatch.setattr(checkpoint, "_write_npz", crash)
     with pytest.raises(KeyboardInterrupt):
         gn.save(gn.Model(small_graph(), seed=2), path)
     assert path.read_bytes() == before

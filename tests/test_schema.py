@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphnet as gn
-from graphnet.serialize import model_schema, schema_text, shipped_schema
+from graphnet.schema import model_schema, schema_text, shipped_schema
 from graphnet.testing import registered
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ def test_committed_schema_equals_the_generated_one():
     committed = (ROOT / "graphnet" / "schema" / "model-1.json").read_text()
     assert committed == schema_text(builtins_only=True), (
         "graphnet/schema/model-1.json is stale; regenerate it with\n"
-        "  python -c 'from graphnet.serialize import write_schema; write_schema()'")
+        "  python -c 'from graphnet.schema import write_schema; write_schema()'")
 
 
 def test_shipped_schema_is_the_committed_file():

@@ -424,7 +424,7 @@ def test_progress_bar_on_a_terminal_and_silence_otherwise(monkeypatch, capsys):
     assert capsys.readouterr().out == ""
 
 
-# --- checkpoints (against the serialize contract, with an in-memory store) ---------------
+# --- checkpoints (against the graphnet.checkpoint contract, with an in-memory store) ------
 class Store:
     """Stands in for gn.save / gn.load_checkpoint: deep copies, JSON for the plain parts."""
 

@@ -1,0 +1,386 @@
+"""Checkpoints: a Model, its optimizer and its training position in one file.
+
+A checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, never pickles)
+holding the graph's JSON, the params, the optimizer state, the training
+position and the history, written atomically so a crash during a save leaves
+the previous checkpoint whole. Loading checks every entry before numpy parses
+it, so a damaged or foreign file is a CheckpointError naming what is wrong.
+"""
+
+import datetime
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .serialize import _from_text, graph_to_json
+
+CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """What ``load_checkpoint`` returns: a model, and how to go on training it.
+
+    ``optimizer`` is rebuilt with its state (or None), ``history`` and
+    ``train_state`` are the dicts that were saved (or None), ``metadata`` holds
+    the format, graphnet version, time, dtype, seed and param names.
+    """
+
+    model: object
+    optimizer: object = None
+    history: dict = None
+    train_state: dict = None
+    metadata: dict = None
+    path: str = None
+
+
+def save(model, path, optimizer=None, history=None, train_state=None):
+    """Write ``model`` (graph, params, RNG state) to one ``.npz`` checkpoint, atomically.
+
+    ``optimizer`` adds its ``state_dict()`` (state per param name and step count);
+    ``history`` (a dict or anything with ``to_dict()``) and ``train_state``
+    (a JSON-able dict: epoch, RNG states...) are stored as JSON. The file is
+    written to a temporary file in the same folder, flushed, fsynced and then
+    renamed over ``path``, so a crash leaves the previous checkpoint whole.
+
+    >>> import graphnet as gn, tempfile, os
+    >>> g = gn.Graph("tiny"); x = g.input("x", shape=(2,))
+    >>> _ = g.output(g.add("dense", x, units=1, name="fc"))
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> gn.save(gn.Model(g, seed=0), path)
+    >>> gn.load(path).params["fc.weight"].shape
+    (2, 1)
+    """
+    from . import __version__
+    path = os.fspath(path)
+    where = f"checkpoint {path!r}"
+    seed = model.seed if isinstance(model.seed, (int, np.integer)) else None
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "graphnet_version": __version__,
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "name": model.name,
+        "dtype": str(model.dtype),
+        "seed": None if seed is None else int(seed),
+        "rng": _jsonable(model.rng.bit_generator.state, f"{where}: model.rng state"),
+        "params": list(model.params),
+    }
+    arrays = {"meta": None, "graph": _utf8(graph_to_json(model.graph))}
+    for i, value in enumerate(model.params.values()):
+        arrays[f"param_{i}"] = np.asarray(value)
+    if optimizer is not None:
+        arrays["optimizer"] = _utf8(_dump(_optimizer_json(optimizer, arrays, where),
+                                          f"{where}: optimizer state"))
+    if history is not None:
+        if hasattr(history, "to_dict"):
+            history = history.to_dict()
+        if not isinstance(history, dict):
+            raise CheckpointError(f"{where}: history must be a dict or have to_dict(), got "
+                                  f"{type(history).__name__}")
+        arrays["history"] = _utf8(_dump(history, f"{where}: history"))
+    if train_state is not None:
+        if not isinstance(train_state, dict):
+            raise CheckpointError(f"{where}: train_state must be a dict, got "
+                                  f"{type(train_state).__name__}")
+        arrays["train_state"] = _utf8(_dump(train_state, f"{where}: train_state"))
+    arrays["meta"] = _utf8(_dump(meta, f"{where}: metadata"))
+    _atomic_write(path, lambda f: _write_npz(f, arrays), CheckpointError)
+
+
+def load(path):
+    """The Model saved in a checkpoint: same graph, dtype, params (bit-identical) and RNG."""
+    return load_checkpoint(path).model
+
+
+def load_checkpoint(path):
+    """Everything a checkpoint holds, checked: a ``Checkpoint``.
+
+    Raises CheckpointError naming the file and what is wrong: missing,
+    truncated or corrupted files, pickled (object) arrays, an unknown format,
+    params that are missing, extra or misshapen, an optimizer nobody provides.
+    """
+    from .model import Model
+    path = os.fspath(path)
+    where = f"checkpoint {path!r}"
+    arrays = _read_npz(path, where)
+    meta = _json_entry(arrays, "meta", where, required=True)
+    _need(isinstance(meta, dict), f"{where}: its metadata is not a JSON object")
+    fmt = meta.get("format")
+    _need(fmt == CHECKPOINT_FORMAT, f"{where}: unknown checkpoint format {fmt!r}; this graphnet "
+          f"reads {CHECKPOINT_FORMAT!r}")
+    names = meta.get("params")
+    _need(isinstance(names, list) and all(isinstance(n, str) for n in names),
+          f"{where}: metadata 'params' must be a list of param names")
+    dtype, seed = meta.get("dtype"), meta.get("seed")
+    _need(dtype in ("float32", "float64"), f"{where}: model dtype {dtype!r} is not float32 "
+          f"or float64")
+    _need(seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
+          f"{where}: seed {seed!r} is not a non-negative integer")
+    if "graph" not in arrays:
+        raise CheckpointError(f"{where}: holds no graph")
+    try:
+        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
+        model = Model(graph, seed=seed, dtype=dtype)
+    except GraphnetError as exc:
+        raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
+
+    stored = {}
+    for i, name in enumerate(names):
+        key = f"param_{i}"
+        _need(key in arrays, f"{where}: param {name!r} is missing (no array {key!r})")
+        stored[name] = arrays.pop(key)
+    missing = [k for k in model.params if k not in stored]
+    extra = [k for k in stored if k not in model.params]
+    _need(not missing, f"{where}: params missing for {missing}")
+    _need(not extra, f"{where}: params {extra} are not in model {model.name!r}"
+          f"{did_you_mean(extra[0], model.params) if extra else ''}")
+    for name, value in stored.items():
+        want = model.params[name]
+        _need(value.shape == want.shape, f"{where}: param {name!r} has shape {value.shape}, "
+              f"the model needs {want.shape}")
+        _need(value.dtype == want.dtype, f"{where}: param {name!r} is {value.dtype}, the model "
+              f"is {want.dtype}")
+        model.params[name] = value.copy()
+    try:
+        model.rng.bit_generator.state = meta.get("rng")
+    except Exception as exc:  # numpy raises TypeError, ValueError or KeyError for a bad state
+        raise CheckpointError(f"{where}: the model's RNG state cannot be restored: "
+                              f"{type(exc).__name__}: {exc}") from None
+
+    opt = None
+    if "optimizer" in arrays:
+        opt = _restore_optimizer(_json_entry(arrays, "optimizer", where), arrays, model, where)
+    history = _json_entry(arrays, "history", where)
+    train_state = _json_entry(arrays, "train_state", where)
+    _need(history is None or isinstance(history, dict), f"{where}: history is not a dict")
+    _need(train_state is None or isinstance(train_state, dict),
+          f"{where}: train_state is not a dict")
+    known = {"meta", "graph", "optimizer", "history", "train_state"}
+    extra = [k for k in arrays if k not in known and not k.startswith("opt_")]
+    _need(not extra, f"{where}: unexpected entries {extra}")
+    return Checkpoint(model, opt, history, train_state, meta, path)
+
+
+def _need(ok, message):
+    if not ok:
+        raise CheckpointError(message)
+
+
+def _utf8(text):
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def _text(array, name, where):
+    _need(array.dtype == np.uint8 and array.ndim == 1,
+          f"{where}: entry {name!r} must hold UTF-8 bytes, found {array.dtype} {array.shape}")
+    try:
+        return array.tobytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{where}: entry {name!r} is not UTF-8 text; the file is "
+                              f"corrupted") from None
+
+
+def _json_entry(arrays, name, where, required=False):
+    if name not in arrays:
+        _need(not required, f"{where}: holds no {name!r} entry; is it a graphnet checkpoint?")
+        return None
+    try:
+        return json.loads(_text(arrays[name], name, where))
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{where}: entry {name!r} is not valid JSON ({exc}); the file is "
+                              f"corrupted") from None
+
+
+def _jsonable(value, where):
+    """Plain JSON data from numpy-flavoured data (RNG states hold numpy ints)."""
+    if value is None or isinstance(value, (bool, str, int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, where) for k, v in value.items()}
+    raise CheckpointError(f"{where}: {type(value).__name__} {value!r:.60} cannot be stored as "
+                          f"JSON")
+
+
+def _dump(value, where):
+    return json.dumps(_jsonable(value, where))
+
+
+def _optimizer_json(optimizer, arrays, where):
+    """The optimizer's state_dict as JSON, its arrays moved into ``arrays``."""
+    state = optimizer.state_dict()
+    _need(isinstance(state, dict) and isinstance(state.get("state", {}), dict),
+          f"{where}: optimizer.state_dict() must return a dict with a 'state' dict")
+    refs = {}
+    for pname, entries in state.get("state", {}).items():
+        refs[pname] = {}
+        for key, value in entries.items():
+            ref = f"opt_{sum(len(r) for r in refs.values())}"
+            arr = np.asarray(value)
+            _need(arr.dtype.kind in "biuf", f"{where}: optimizer state {pname}.{key} is not a "
+                  f"numeric array ({arr.dtype})")
+            arrays[ref] = arr
+            refs[pname][key] = ref
+    out = {k: v for k, v in state.items() if k != "state"}
+    out.setdefault("name", getattr(optimizer, "name", None))
+    out.setdefault("step", getattr(optimizer, "step_count", 0))
+    out.setdefault("hyper", getattr(optimizer, "hyper", {}))
+    out["state"] = refs
+    return out
+
+
+def _restore_optimizer(data, arrays, model, where):
+    from .optim import optimizer as make
+    _need(isinstance(data, dict), f"{where}: optimizer entry is not a JSON object")
+    name, step, hyper, refs = (data.get(k) for k in ("name", "step", "hyper", "state"))
+    _need(isinstance(name, str), f"{where}: optimizer has no name")
+    _need(isinstance(step, int) and not isinstance(step, bool) and step >= 0,
+          f"{where}: optimizer step {step!r} is not a non-negative integer")
+    _need(isinstance(hyper, dict), f"{where}: optimizer hyperparameters are not an object")
+    _need(isinstance(refs, dict) and all(isinstance(v, dict) for v in refs.values()),
+          f"{where}: optimizer state is not an object of objects")
+    state = {}
+    for pname, entries in refs.items():
+        _need(pname in model.params, f"{where}: optimizer state for {pname!r}, which is not "
+              f"a param of the model{did_you_mean(pname, model.params)}")
+        state[pname] = {}
+        for key, ref in entries.items():
+            _need(isinstance(ref, str) and ref.startswith("opt_") and ref in arrays,
+                  f"{where}: optimizer state {pname}.{key} points at missing entry {ref!r}")
+            state[pname][key] = arrays[ref]
+    try:
+        opt = make(name, **hyper)
+    except UnknownOpError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
+    except Exception as exc:
+        raise CheckpointError(f"{where}: optimizer {name!r} rejects the saved "
+                              f"hyperparameters {hyper}: {exc}") from None
+    try:
+        opt.load_state_dict({**data, "state": state})
+    except Exception as exc:
+        raise CheckpointError(f"{where}: optimizer {name!r} cannot load the saved state: "
+                              f"{type(exc).__name__}: {exc}") from None
+    return opt
+
+
+# --- the file itself ----------------------------------------------------------
+
+def _atomic_write(path, write, error):
+    """Write via a temporary file in the same folder, fsync, rename, fsync the folder."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".tmp")
+    except OSError as exc:
+        raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
+        raise
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some systems cannot open a folder; the rename is still atomic
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _write_npz(f, arrays):
+    """An uncompressed .npz (what np.savez writes), refusing object arrays."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
+
+
+def _read_npz(path, where):
+    """Every array of the file, checked before numpy parses it; no pickle, ever."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{where} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{where} is a folder, not a checkpoint file") from None
+    except Exception as exc:  # BadZipFile, OSError, EOFError, ValueError on a damaged file
+        raise CheckpointError(f"{where} is not a readable .npz file ({type(exc).__name__}: "
+                              f"{exc}); it is truncated, corrupted or not a checkpoint") from None
+    arrays = {}
+    with zf:
+        try:
+            infos = zf.infolist()
+            for info in infos:
+                name = info.filename
+                _need(name.endswith(".npy") and "/" not in name,
+                      f"{where}: unexpected entry {name!r}; not a graphnet checkpoint")
+                _need(info.compress_type == zipfile.ZIP_STORED,
+                      f"{where}: entry {name!r} is compressed; graphnet writes checkpoints "
+                      f"uncompressed")
+                raw = zf.read(info)     # checks the CRC: flipped bytes are caught here
+                key = name[:-4]
+                _need(key not in arrays, f"{where}: entry {key!r} appears twice")
+                arrays[key] = _parse_npy(raw, key, where)
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            raise CheckpointError(f"{where} is corrupted ({type(exc).__name__}: {exc}); "
+                                  f"restore it or use an earlier checkpoint") from None
+    return arrays
+
+
+def _parse_npy(raw, key, where):
+    f = io.BytesIO(raw)
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unknown .npy version {version}")
+    except Exception as exc:
+        raise CheckpointError(f"{where}: entry {key!r} is not a readable array ({exc})") from None
+    if dtype.hasobject:
+        raise CheckpointError(f"{where}: entry {key!r} holds Python objects (a pickle), which "
+                              f"graphnet never loads: it could run code. Only trust "
+                              f"checkpoints written by graphnet.save")
+    _need(dtype.kind in "biuf" and dtype.fields is None,
+          f"{where}: entry {key!r} has dtype {dtype}, not a plain numeric array")
+    size = math.prod(shape) * dtype.itemsize
+    _need(size == len(raw) - f.tell(), f"{where}: entry {key!r} claims {size} bytes of data "
+          f"but holds {len(raw) - f.tell()}; the file is truncated or corrupted")
+    f.seek(0)
+    try:
+        return np.load(f, allow_pickle=False)
+    except Exception as exc:
+        raise CheckpointError(f"{where}: entry {key!r} cannot be read ({exc})") from None
