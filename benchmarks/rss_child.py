@@ -15,9 +15,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from threadpoolctl import threadpool_limits  # noqa: E402
-
 from baselines import NumpyMLP, make_data  # noqa: E402
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:                      # optional: BLAS then uses its default threads
+    import contextlib
+
+    def threadpool_limits(n):
+        return contextlib.nullcontext()
 
 SIZES, ACT, BATCH, LOSS = [784, 256, 256, 10], "relu", 128, "ce"
 
