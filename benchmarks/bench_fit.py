@@ -44,10 +44,12 @@ def bare(model, data, batch_size, epochs):
     batches = [{k: v[lo:lo + batch_size] for k, v in data.items()}
                for lo in range(0, n, batch_size)]
     t0 = time.process_time()
+    grads = None
     for _ in range(epochs):
         for feeds in batches:
             model.forward(feeds, training=True)
-            opt.step(model.params, model.backward())
+            grads = model.backward(out=grads)
+            opt.step(model.params, grads)
     return time.process_time() - t0, epochs * len(batches)
 
 

@@ -80,10 +80,12 @@ class GraphnetMLP:
         self.opt = gn.optimizer(optimizer, lr=lr)
         self.feeds = {"x": x, "y": y}
         self.out = self.model.outputs[0]
+        self.grads = None
 
     def step(self):
         loss = float(self.model.forward(self.feeds, training=True)["loss"])
-        self.opt.step(self.model.params, self.model.backward())
+        self.grads = self.model.backward(out=self.grads)
+        self.opt.step(self.model.params, self.grads)
         return loss
 
     def predict(self, x):

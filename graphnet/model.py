@@ -13,7 +13,6 @@ True
 
 import math
 import operator
-import sys
 
 import numpy as np
 
@@ -92,7 +91,6 @@ class Model:
         self._last = None
         self._default_outputs = tuple(self.outputs + [l for l in self.losses
                                                       if l not in self.outputs])
-        self._grads = None                          # the last backward's FlatArrays
         self._one = np.ones((), dtype=self.dtype)   # the seed gradient of a loss
 
     def _init_params(self, rng):
@@ -197,14 +195,22 @@ class Model:
         self._last = (plan, vals)
         return vals
 
-    def backward(self, loss=None, inputs=False):
+    def backward(self, loss=None, inputs=False, out=None):
         """Gradients of the last forward's loss: {param key: array}, one per param.
 
         With several loss nodes their sum is differentiated, unless ``loss``
         names one. ``inputs=True`` adds the gradients of the float inputs,
         keyed by input name. The result is a FlatArrays (views into one flat
-        array, in the order of ``model.params``); once the caller has dropped it
-        and all its arrays, the next call reuses its memory.
+        array, in the order of ``model.params``) that belongs to the caller.
+        A training loop that is done with the last step's gradients passes
+        them back as ``out`` to have them overwritten in place, so that a step
+        allocates nothing:
+
+        >>> grads = None                                          # doctest: +SKIP
+        >>> for feeds in batches:                                 # doctest: +SKIP
+        ...     model.forward(feeds, training=True)
+        ...     grads = model.backward(out=grads)
+        ...     opt.step(model.params, grads)
         """
         if self._last is None:
             raise GraphnetError("backward needs a forward pass first: call "
@@ -223,7 +229,7 @@ class Model:
                                     f"losses computed: {[n for n, _ in plan.losses]}"
                                     f"{did_you_mean(loss, self.losses)}")
         plan.set_grad_mode(bool(inputs))
-        out, fresh = self._gradient_arrays()
+        out, fresh = self._gradient_arrays(out)
         try:   # ops may write the param gradients straight into out's arrays
             grads = plan.run_backward(vals, {slot: self._one for _, slot in losses}, out.views)
         except BaseException:
@@ -247,17 +253,19 @@ class Model:
                     out[name] = np.array(g) if g is not None else np.zeros_like(vals[slot])
         return out
 
-    def _gradient_arrays(self):
-        """The FlatArrays for backward to fill, and whether it is new: the last call's
-        when nothing but the model still holds it, its flat array or any of its arrays
-        (so a training loop allocates nothing), else new zeros."""
-        g = self._grads
-        if (g is not None and sys.getrefcount(g) == 3 and g.intact()
-                and sys.getrefcount(g.flat) == len(g.views) + 2
-                and max(map(sys.getrefcount, g.views), default=3) == 3):
-            return g, False
-        g = self._grads = flat_arrays(self._layout, np.zeros(self._flat_size, self.dtype))
-        return g, True
+    def _gradient_arrays(self, out):
+        """The FlatArrays for backward to fill, and whether it is new: ``out`` (once
+        checked to be an earlier backward's result of this model), else new zeros."""
+        if out is None:
+            return flat_arrays(self._layout, np.zeros(self._flat_size, self.dtype)), True
+        if isinstance(out, FlatArrays) and out.layout is self._layout:
+            for key in [k for k in out if k in self.program.inputs]:
+                del out[key]                    # input gradients of an inputs=True call
+            if out.intact():
+                return out, False
+        raise GraphnetError("backward(out=...) takes the gradients that an earlier backward "
+                            "of this same model returned, with every array left in place; "
+                            "pass out=None to get new arrays")
 
     def predict(self, feeds, batch_size=None):
         """The graph's outputs for ``feeds`` (targets not needed), batched if asked."""

@@ -355,17 +355,17 @@ def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
     model, opt = run.model, run.optimizer
     totals = _Totals(measure)
     shown = time.monotonic()
+    grads = None
     for b in range(run.batches):
         run.batch = b + 1
         lo = b * batch_size
         feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
         outs = model.forward(feeds, outputs=measure.targets, training=True)
-        grads = model.backward()
+        grads = model.backward(out=grads)   # last step's arrays, refilled: no allocation
         logs = measure.batch(outs)
         if nan_guard:
             _guard(model, logs["loss"], grads, opt, run.epoch, b + 1)
         opt.step(model.params, grads)
-        del grads   # dropped, its arrays are reused by the next backward: no allocation
         totals.add(logs, min(batch_size, n - lo))
         for cb in callbacks:
             cb.on_batch_end(run, logs)

@@ -108,16 +108,32 @@ def test_held_gradients_are_not_overwritten_by_the_next_backward():
     np.testing.assert_array_equal(one_view, one_copy)
 
 
-def test_a_dropped_gradient_dict_is_reused_and_refilled():
+def test_backward_out_refills_the_arrays_it_is_given():
     model = residual_model()
     model.forward(feeds_for(4, 1), training=True)
     expected = {k: v.copy() for k, v in model.backward().items()}
     model.forward(feeds_for(4, 2), training=True)
-    model.backward()                                  # dropped at once
+    previous = model.backward(inputs=True)            # input grads are dropped on reuse
+    views = {k: previous[k] for k in model.params}
     model.forward(feeds_for(4, 1), training=True)
-    again = model.backward()                          # may reuse the dropped memory
+    again = model.backward(out=previous)
+    assert again is previous and set(again) == set(model.params)
     for k in expected:
+        assert again[k] is views[k]                   # the same memory, refilled
         np.testing.assert_array_equal(again[k], expected[k])
+
+
+def test_backward_out_refuses_arrays_that_are_not_its_own():
+    model, other = residual_model(), residual_model()
+    model.forward(feeds_for(4, 1), training=True)
+    other.forward(feeds_for(4, 1), training=True)
+    for bad in ({k: v.copy() for k, v in model.params.items()}, other.backward()):
+        with pytest.raises(gn.GraphnetError, match="earlier backward of this same model"):
+            model.backward(out=bad)
+    grads = model.backward()
+    grads["fc1.weight"] = grads["fc1.weight"].copy()  # no longer a view of its flat array
+    with pytest.raises(gn.GraphnetError, match="out=None"):
+        model.backward(out=grads)
 
 
 def test_forward_outputs_belong_to_the_caller():
