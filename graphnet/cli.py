@@ -318,7 +318,8 @@ def cmd_train(args):
     _write_json(os.path.join(out, "metrics.json"), metrics)
     _write_json(os.path.join(out, "history.json"), history.to_dict())
     _render_quietly(model, os.path.join(out, "graph.svg"))
-    _plot_quietly(history, os.path.join(out, "curves.png"))
+    _plot_quietly(history, os.path.join(out, "curves.png"),
+                  "test split" if watched == "test" else "validation")
     print(f"train {format_scores(results['train'])}")
     print(f"test {format_scores(results['test'])}  ({seconds:.1f} s; wrote {out}/)")
 
@@ -436,14 +437,14 @@ def _render_quietly(model, path):
         print(f"graphnet: warning: graph.svg not written: {_one_line(exc)}", file=sys.stderr)
 
 
-def _plot_quietly(history, path):
+def _plot_quietly(history, path, validation_label):
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print("graphnet: note: curves.png not written: matplotlib is not installed "
               "(pip install 'graphnet[plot]')", file=sys.stderr)
         return
-    history.plot(path)
+    history.plot(path, validation_label=validation_label)
 
 
 def _one_line(exc):

@@ -196,11 +196,13 @@ class History:
                                 "History.to_dict() writes it")
         return cls(data["epochs"], data.get("stop_reason"))
 
-    def plot(self, path=None):
+    def plot(self, path=None, validation_label="validation"):
         """Draw the loss (and accuracy) curves per epoch, train and validation.
 
         Writes the picture to ``path`` (any format matplotlib knows from the
         suffix: .png, .svg, .pdf) if given; returns the matplotlib Figure.
+        ``validation_label`` names the second curve in the legend (``graphnet
+        train`` validates on the dataset's test split and says "test").
         Needs matplotlib (``pip install matplotlib``).
         """
         try:
@@ -219,7 +221,7 @@ class History:
             for k, style in ((key, "-"), (f"val_{key}", "--")):
                 if k in self:
                     ax.plot(epochs, self[k], style, marker="o", markersize=3,
-                            label="validation" if k.startswith("val_") else "train")
+                            label=validation_label if k.startswith("val_") else "train")
             ax.set_xlabel("epoch")
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
