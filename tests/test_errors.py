@@ -125,24 +125,18 @@ def test_integer_input_into_a_float_op():
 
 
 # --- ops and attrs ---------------------------------------------------------------
-def test_unknown_op_with_did_you_mean():
+@pytest.mark.parametrize("op, name, attrs, error, words", [
+    pytest.param("tanhh", "act", {}, UnknownOpError, ["'tanhh'", "did you mean 'tanh'"],
+                 id="unknown_op_with_did_you_mean"),
+    pytest.param("dense", "fc", {"unit": 3}, GraphError, ["'unit'", "did you mean 'units'"],
+                 id="unknown_attr_with_did_you_mean"),
+    pytest.param("dense", "fc", {}, GraphError, ["'units'", "required"],
+                 id="missing_required_attr"),
+])
+def test_unknown_op_or_attr_is_named(op, name, attrs, error, words):
     g = gn.Graph()
-    g.add("tanhh", g.input("x", (3,)), name="act")
-    with raises(UnknownOpError, "'act'", "'tanhh'", "did you mean 'tanh'"):
-        gn.Model(g)
-
-
-def test_unknown_attr_with_did_you_mean():
-    g = gn.Graph()
-    g.add("dense", g.input("x", (3,)), name="fc", unit=3)
-    with raises(GraphError, "'fc'", "'unit'", "did you mean 'units'"):
-        gn.Model(g)
-
-
-def test_missing_required_attr():
-    g = gn.Graph()
-    g.add("dense", g.input("x", (3,)), name="fc")
-    with raises(GraphError, "'fc'", "'units'", "required"):
+    g.add(op, g.input("x", (3,)), name=name, **attrs)
+    with raises(error, f"'{name}'", *words):
         gn.Model(g)
 
 
