@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import GraphnetError
+from .gradients import _central_difference
 from .graph import Graph
 from .model import Model
 from .optim import optimizer as make_optimizer
@@ -141,13 +142,7 @@ def finite_differences(f, array, eps=1e-6):
     grad = np.zeros(array.shape, dtype=np.float64)
     flat, out = array.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        out[i] = (up - down) / (2 * eps)
+        out[i] = _central_difference(f, flat, i, eps)
     return grad
 
 
