@@ -20,20 +20,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import graphnet as gn  # noqa: E402
+from graphnet.analysis import rosenbrock, rosenbrock_grad  # noqa: E402
 
 START = (-1.5, 2.0)
 GRID = sorted({round(c * 10.0 ** k, 10) for k in range(-5, 1) for c in (1, 2, 5)}
               | {1.2e-3, 1.5e-3})
-
-
-def f(p):
-    x, y = p
-    return (1 - x) ** 2 + 100 * (y - x * x) ** 2
-
-
-def grad(p):
-    x, y = p
-    return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
 
 
 def run(name, lr, steps):
@@ -42,23 +33,23 @@ def run(name, lr, steps):
     worst = 0.0
     with np.errstate(all="ignore"):
         for _ in range(steps):
-            opt.step({"p": p}, {"p": grad(p)})
-            value = f(p)
+            opt.step({"p": p}, {"p": rosenbrock_grad(p)})
+            value = rosenbrock(p)
             worst = max(worst, value) if math.isfinite(value) else math.inf
-    return f(p), worst, p
+    return rosenbrock(p), worst, p
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
-    print(f"Rosenbrock from {START} (f = {f(START)}), {args.steps} steps, lr grid "
+    print(f"Rosenbrock from {START} (f = {rosenbrock(START)}), {args.steps} steps, lr grid "
           f"{GRID[0]:g}..{GRID[-1]:g}")
     print(f"{'optimizer':10s} {'stable lr':>10s} {'f':>10s}  {'(x, y)':18s}  "
           f"{'any lr':>8s} {'f':>10s}")
     for name in ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad"):
         runs = {lr: run(name, lr, args.steps) for lr in GRID}
-        stable = {lr: r for lr, r in runs.items() if r[1] <= f(START)}
+        stable = {lr: r for lr, r in runs.items() if r[1] <= rosenbrock(START)}
         lr_s = min(stable, key=lambda lr: stable[lr][0])
         lr_a = min(runs, key=lambda lr: runs[lr][0] if math.isfinite(runs[lr][0]) else math.inf)
         fs, _, p = stable[lr_s]

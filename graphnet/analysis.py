@@ -12,7 +12,8 @@ docs/lecture.md), kept here, tested, so that the scripts only plot:
   gradient from backward next to finite differences), ``chain_rule_dense_grad``
   (the lecture's chain-rule product with explicit matrices) and
   ``layer_grad_norms`` (vanishing gradients);
-- optimizers: ``SURFACES`` (Rosenbrock, a quadratic ravine, a saddle),
+- optimizers: ``SURFACES`` (Rosenbrock, also as ``rosenbrock`` and
+  ``rosenbrock_grad``, a quadratic ravine, a saddle),
   ``trajectory``, ``lr_sweep``, ``best_lr``, ``tolerated_range`` and
   ``path_lr``, stepping the *registered* optimizers on a 2-vector param, so
   the formulas are exactly the ones the engine trains with;
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import GraphnetError
+from .gradients import _central_difference
 from .graph import Graph
 from .model import Model
 from .optim import optimizer as make_optimizer
@@ -140,13 +142,7 @@ def finite_differences(f, array, eps=1e-6):
     grad = np.zeros(array.shape, dtype=np.float64)
     flat, out = array.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        out[i] = (up - down) / (2 * eps)
+        out[i] = _central_difference(f, flat, i, eps)
     return grad
 
 
@@ -274,12 +270,27 @@ class Surface:
     formula: str
 
 
-def _rosenbrock(p):
+def rosenbrock(p):
+    """Rosenbrock's curved valley f(x, y) = (1 - x)^2 + 100 (y - x^2)^2, minimum 0 at (1, 1).
+
+    ``p`` is anything with two entries (a 2-vector, a tuple, or two stacked
+    grids as ``grid`` passes). The one definition that the lecture's plots,
+    ``SURFACES["rosenbrock"]``, the optimizer tests and
+    benchmarks/bench_rosenbrock.py all use.
+
+    >>> rosenbrock((1.0, 1.0)), rosenbrock((-1.5, 2.0))
+    (0.0, 12.5)
+    """
     x, y = p[0], p[1]
     return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
 
 
-def _rosenbrock_grad(p):
+def rosenbrock_grad(p):
+    """The gradient of ``rosenbrock`` at ``p``: a 2-vector.
+
+    >>> rosenbrock_grad((-1.5, 2.0))
+    array([-155.,  -50.])
+    """
     x, y = p[0], p[1]
     return np.array([-2 * (1 - x) - 400 * x * (y - x ** 2), 200 * (y - x ** 2)])
 
@@ -308,7 +319,7 @@ def _saddle_grad(p):
 
 
 SURFACES = {
-    "rosenbrock": Surface("rosenbrock", _rosenbrock, _rosenbrock_grad, (-1.2, 1.0),
+    "rosenbrock": Surface("rosenbrock", rosenbrock, rosenbrock_grad, (-1.2, 1.0),
                           (-2.0, 2.0, -1.0, 3.0), 0.0, "(1-x)^2 + 100 (y-x^2)^2"),
     "ravine": Surface("ravine", _ravine, _ravine_grad, (-9.0, 1.0),
                       (-10.0, 2.0, -1.5, 1.5), 0.0, "(x^2 + 100 y^2) / 2"),

@@ -42,34 +42,29 @@ class Parser(argparse.ArgumentParser):
 
 # --- flag value types: checked by argparse, reported as one line -----------------
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number_type(name, convert, ok, expected):
+    """An argparse type called ``name``: ``convert(text)``, refused unless ``ok(value)``.
+
+    Both a text that does not convert and a value out of range get the same
+    one-line message, "expected <expected>, got '<text>'".
+    """
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    return parse
 
 
-def natural_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+positive_int = _number_type("positive_int", int, lambda v: v >= 1, "a positive integer")
+natural_int = _number_type("natural_int", int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number_type("positive_float", float,
+                              lambda v: math.isfinite(v) and v > 0, "a positive number")
 
 
 def key_value(text):

@@ -79,13 +79,7 @@ def gradcheck(model, feeds, loss=None, inputs=False, eps=1e-5, tolerance=1e-6,
             idx = pick.choice(flat.size, size=max_per_param, replace=False)
         worst = 0.0
         for i in idx:
-            old = flat[i]
-            flat[i] = old + eps
-            up = value()
-            flat[i] = old - eps
-            down = value()
-            flat[i] = old
-            numeric = (up - down) / (2 * eps)
+            numeric = _central_difference(value, flat, i, eps)
             err = abs(grad[i] - numeric) / max(abs(grad[i]), abs(numeric), floor)
             worst = max(worst, err)
             checked += 1
@@ -94,3 +88,18 @@ def gradcheck(model, feeds, loss=None, inputs=False, eps=1e-5, tolerance=1e-6,
     worst_name = max(errors, key=errors.get) if errors else None
     return GradcheckReport(bool(max_error <= tolerance), max_error, errors, worst_name,
                            tolerance, checked)
+
+
+def _central_difference(f, flat, i, eps):
+    """(f() with flat[i] + eps  -  f() with flat[i] - eps) / (2 eps); flat[i] is restored.
+
+    ``flat`` is a writable flat view of an array that the scalar ``f()`` reads.
+    Shared by gradcheck and ``analysis.finite_differences``.
+    """
+    old = flat[i]
+    flat[i] = old + eps
+    up = f()
+    flat[i] = old - eps
+    down = f()
+    flat[i] = old
+    return (up - down) / (2 * eps)

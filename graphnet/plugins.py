@@ -397,18 +397,13 @@ def _check(kind, obj, who, hook):
         if not (callable(obj.fn) and callable(obj.derivative)):
             raise PluginError(f"{bad}: fn and derivative must be callables")
         return obj
-    if kind == "optimizer":
+    if kind in ("optimizer", "schedule"):
         from .optim import Optimizer
-        if not (inspect.isclass(obj) and issubclass(obj, Optimizer)):
-            hint = " (return the class, not an instance)" if isinstance(obj, Optimizer) else ""
-            raise PluginError(f"{bad}; it must return graphnet.Optimizer subclasses{hint}")
-        _check_name(obj, bad)
-        return obj
-    if kind == "schedule":
         from .schedules import Schedule
-        if not (inspect.isclass(obj) and issubclass(obj, Schedule)):
-            hint = " (return the class, not an instance)" if isinstance(obj, Schedule) else ""
-            raise PluginError(f"{bad}; it must return graphnet.Schedule subclasses{hint}")
+        base = {"optimizer": Optimizer, "schedule": Schedule}[kind]
+        if not (inspect.isclass(obj) and issubclass(obj, base)):
+            hint = " (return the class, not an instance)" if isinstance(obj, base) else ""
+            raise PluginError(f"{bad}; it must return graphnet.{base.__name__} subclasses{hint}")
         _check_name(obj, bad)
         return obj
     expected = {"initializer": Initializer, "dataset": Dataset}[kind]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphnet as gn
+from graphnet.analysis import rosenbrock, rosenbrock_grad
 from graphnet.optim import clip_grad_norm, global_norm
 
 # f(w) = 0.5 * (C0 w0^2 + C1 w1^2): gradient (C0 w0, C1 w1)
@@ -138,17 +139,7 @@ def test_adagrad_three_steps():
                                rtol=1e-14)
 
 
-# --- Rosenbrock ------------------------------------------------------------------
-def rosenbrock(p):
-    x, y = p
-    return (1 - x) ** 2 + 100 * (y - x * x) ** 2
-
-
-def rosenbrock_grad(p):
-    x, y = p
-    return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
-
-
+# --- Rosenbrock (graphnet.analysis; test_analysis checks its gradient) -----------
 def descend(name, lr, steps=1000):
     """Final f and the worst f on the way, from (-1.5, 2) in a fixed budget of steps."""
     p = np.array([-1.5, 2.0])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import graphnet as gn
+from graphnet import analysis
 from graphnet.render import PALETTE, output_gradients, output_stats
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -63,14 +64,7 @@ def mlp():
 
 def deep(act, layers, width=16, seed=0):
     """A deep MLP with one forward pass on random data and targets."""
-    g = gn.Graph(f"deep_{act}")
-    h = g.input("x", shape=(8,))
-    t = g.input("y", shape=(1,))
-    for i in range(1, layers + 1):
-        h = g.add(act, g.add("dense", h, units=width, name=f"fc{i}"), name=f"act{i}")
-    y = g.add("dense", h, units=1, name="out")
-    g.add("mse", y, t, name="loss")
-    g.output(y)
+    g = analysis.mlp(8, [width] * layers, 1, activation=act, name=f"deep_{act}")
     model = gn.Model(g, seed=seed, dtype="float64")
     rng = np.random.default_rng(seed)
     model.forward({"x": rng.normal(size=(32, 8)), "y": rng.normal(size=(32, 1))}, training=True)

@@ -193,33 +193,80 @@ def test_example_model_files_load(tmp_path):
 
 # --- one test per error kind: the message names the path and the node ----------
 
-def test_misspelled_attr_did_you_mean():
+def broken(path, value):
+    """base() with the entry at ``path`` (keys and list indexes) set to ``value``."""
     d = base()
-    d["nodes"][0]["attrs"] = {"unitz": 2}
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[0].attrs.unitz" in msg and "'fc'" in msg and "did you mean 'units'" in msg
+    *parents, last = path
+    entry = d
+    for key in parents:
+        entry = entry[key]
+    entry[last] = value
+    return d
 
 
-def test_misspelled_op_did_you_mean_and_no_plugin():
-    d = base()
-    d["nodes"][1]["op"] = "tahn"
-    msg = error_of(d, gn.UnknownOpError)
-    assert "nodes[1].op" in msg and "'act'" in msg and "did you mean 'tanh'" in msg
-    assert "no installed plugin provides it" in msg
-
-
-def test_op_of_a_plugin_that_is_not_installed():
-    d = base()
-    d["nodes"][1]["op"] = "gelu_from_some_plugin"
-    msg = error_of(d, gn.UnknownOpError)
-    assert "'gelu_from_some_plugin'" in msg and "no installed plugin provides it" in msg
-
-
-def test_misspelled_input_name_did_you_mean():
-    d = base()
-    d["nodes"][2]["inputs"] = ["act", "yy"]
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[2].inputs[1]" in msg and "'loss'" in msg and "did you mean 'y'" in msg
+@pytest.mark.parametrize("path, value, cls, words", [
+    pytest.param(("nodes", 0, "attrs"), {"unitz": 2}, gn.SchemaError,
+                 ["nodes[0].attrs.unitz", "'fc'", "did you mean 'units'"],
+                 id="misspelled_attr_did_you_mean"),
+    pytest.param(("nodes", 1, "op"), "tahn", gn.UnknownOpError,
+                 ["nodes[1].op", "'act'", "did you mean 'tanh'", "no installed plugin provides it"],
+                 id="misspelled_op_did_you_mean_and_no_plugin"),
+    pytest.param(("nodes", 1, "op"), "gelu_from_some_plugin", gn.UnknownOpError,
+                 ["'gelu_from_some_plugin'", "no installed plugin provides it"],
+                 id="op_of_a_plugin_that_is_not_installed"),
+    pytest.param(("nodes", 2, "inputs"), ["act", "yy"], gn.SchemaError,
+                 ["nodes[2].inputs[1]", "'loss'", "did you mean 'y'"],
+                 id="misspelled_input_name_did_you_mean"),
+    pytest.param(("nodes", 0, "attrs", "units"), 0, gn.SchemaError,
+                 ["nodes[0].attrs.units", "'fc'",
+                  "expected an integer >= 1", "found the integer 0"],
+                 id="attr_out_of_range_says_expected_and_found"),
+    pytest.param(("nodes", 0, "attrs", "units"), "four", gn.SchemaError,
+                 ["nodes[0].attrs.units", "found the string 'four'"],
+                 id="attr_of_the_wrong_type"),
+    pytest.param(("nodes", 0, "attrs", "units"), 2.0, gn.SchemaError,
+                 ["nodes[0].attrs.units", "an integer", "2.0"],
+                 id="float_where_an_integer_is_needed"),
+    pytest.param(("nodes", 2, "attrs"), {"reduction": "avg"}, gn.SchemaError,
+                 ["nodes[2].attrs.reduction", "'loss'", "'mean'"],
+                 id="attr_choice"),
+    pytest.param(("nodes", 2, "inputs"), ["act"], gn.SchemaError,
+                 ["nodes[2].inputs", "'loss'", "exactly 2 inputs, found 1"],
+                 id="wrong_number_of_inputs"),
+    pytest.param(("nodes", 1, "name"), "", gn.SchemaError,
+                 ["nodes[1].name", "empty"],
+                 id="empty_name"),
+    pytest.param(("inputs", 0, "name"), "1x", gn.SchemaError,
+                 ["inputs[0].name", "'1x'"],
+                 id="invalid_name"),
+    pytest.param(("inputs", 1, "name"), "x", gn.SchemaError,
+                 ["inputs[1].name", "duplicate name 'x'", "inputs[0]"],
+                 id="duplicate_input_names"),
+    pytest.param(("nodes", 1, "name"), "y", gn.SchemaError,
+                 ["nodes[1].name", "duplicate name 'y'"],
+                 id="node_named_like_an_input"),
+    pytest.param(("nodes", 0, "inputs"), "x", gn.SchemaError,
+                 ["nodes[0].inputs", "a list", "'fc'"],
+                 id="wrong_type_inside_a_node"),
+    pytest.param(("inputs", 0, "shape"), [3, "a"], gn.SchemaError,
+                 ["inputs[0].shape[1]", "input 'x'"],
+                 id="shape_with_a_string"),
+    pytest.param(("nodes", 2, "inputs"), ["act", "x"], gn.ShapeError,   # (2,) against (3,)
+                 ["nodes[2]", "'loss'", "(2,)", "(3,)"],
+                 id="shape_error_names_file_path_and_node"),
+    pytest.param(("nodes", 0, "inputs"), ["act"], gn.CycleError,
+                 ["nodes[0]", "fc -> act -> fc"],
+                 id="cycle_error_names_the_nodes"),
+    pytest.param(("inputs", 0, "dtype"), "int64", gn.GraphError,
+                 ["nodes[0]", "'fc'", "integer"],
+                 id="int_input_where_float_is_needed_is_a_graph_error"),
+])
+def test_one_broken_entry_is_named(path, value, cls, words):
+    """One entry of a valid model set wrong: the error's class, and each word in its message
+    (the JSON path, the node or input, what was expected, a did-you-mean)."""
+    msg = error_of(broken(path, value), cls)
+    for word in words:
+        assert word in msg, f"{word!r} not in message: {msg}"
 
 
 def test_missing_required_attr():
@@ -227,42 +274,6 @@ def test_missing_required_attr():
     del d["nodes"][0]["attrs"]
     msg = error_of(d, gn.SchemaError)
     assert "nodes[0]" in msg and "'fc'" in msg and "units" in msg
-
-
-def test_attr_out_of_range_says_expected_and_found():
-    d = base()
-    d["nodes"][0]["attrs"]["units"] = 0
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[0].attrs.units" in msg and "'fc'" in msg
-    assert "expected an integer >= 1" in msg and "found the integer 0" in msg
-
-
-def test_attr_of_the_wrong_type():
-    d = base()
-    d["nodes"][0]["attrs"]["units"] = "four"
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[0].attrs.units" in msg and "found the string 'four'" in msg
-
-
-def test_float_where_an_integer_is_needed():
-    d = base()
-    d["nodes"][0]["attrs"]["units"] = 2.0
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[0].attrs.units" in msg and "an integer" in msg and "2.0" in msg
-
-
-def test_attr_choice():
-    d = base()
-    d["nodes"][2]["attrs"] = {"reduction": "avg"}
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[2].attrs.reduction" in msg and "'loss'" in msg and "'mean'" in msg
-
-
-def test_wrong_number_of_inputs():
-    d = base()
-    d["nodes"][2]["inputs"] = ["act"]
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[2].inputs" in msg and "'loss'" in msg and "exactly 2 inputs, found 1" in msg
 
 
 @pytest.mark.parametrize("text,constant", [
@@ -292,34 +303,6 @@ def test_nan_in_a_python_dict_is_refused():
     d["nodes"][1]["attrs"] = {"alpha": float("nan")}
     msg = error_of(d, gn.SchemaError)
     assert "nodes[1].attrs.alpha" in msg and "finite" in msg
-
-
-def test_empty_name():
-    d = base()
-    d["nodes"][1]["name"] = ""
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[1].name" in msg and "empty" in msg
-
-
-def test_invalid_name():
-    d = base()
-    d["inputs"][0]["name"] = "1x"
-    msg = error_of(d, gn.SchemaError)
-    assert "inputs[0].name" in msg and "'1x'" in msg
-
-
-def test_duplicate_input_names():
-    d = base()
-    d["inputs"][1]["name"] = "x"
-    msg = error_of(d, gn.SchemaError)
-    assert "inputs[1].name" in msg and "duplicate name 'x'" in msg and "inputs[0]" in msg
-
-
-def test_node_named_like_an_input():
-    d = base()
-    d["nodes"][1]["name"] = "y"
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[1].name" in msg and "duplicate name 'y'" in msg
 
 
 def test_duplicate_key_in_a_json_object():
@@ -361,20 +344,6 @@ def test_wrong_types_at_the_top(where, value, path):
     assert f"{path}: expected" in msg
 
 
-def test_wrong_type_inside_a_node():
-    d = base()
-    d["nodes"][0]["inputs"] = "x"
-    msg = error_of(d, gn.SchemaError)
-    assert "nodes[0].inputs" in msg and "a list" in msg and "'fc'" in msg
-
-
-def test_shape_with_a_string():
-    d = base()
-    d["inputs"][0]["shape"] = [3, "a"]
-    msg = error_of(d, gn.SchemaError)
-    assert "inputs[0].shape[1]" in msg and "input 'x'" in msg
-
-
 def test_not_an_object():
     msg = error_of("[1, 2]", gn.SchemaError)
     assert "JSON object" in msg
@@ -399,27 +368,6 @@ def test_errors_from_a_file_name_the_file(tmp_path):
         gn.Graph.from_json(path)
     assert str(info.value).startswith(str(path) + ": nodes[0].attrs.unitz")
     assert info.value.file == str(path) and info.value.path == "nodes[0].attrs.unitz"
-
-
-def test_shape_error_names_file_path_and_node():
-    d = base()
-    d["nodes"][2]["inputs"] = ["act", "x"]        # (2,) against (3,)
-    msg = error_of(d, gn.ShapeError)
-    assert "nodes[2]" in msg and "'loss'" in msg and "(2,)" in msg and "(3,)" in msg
-
-
-def test_cycle_error_names_the_nodes():
-    d = base()
-    d["nodes"][0]["inputs"] = ["act"]
-    msg = error_of(d, gn.CycleError)
-    assert "nodes[0]" in msg and "fc -> act -> fc" in msg
-
-
-def test_int_input_where_float_is_needed_is_a_graph_error():
-    d = base()
-    d["inputs"][0]["dtype"] = "int64"
-    msg = error_of(d, gn.GraphError)
-    assert "nodes[0]" in msg and "'fc'" in msg and "integer" in msg
 
 
 def test_input_declared_as_a_node():
