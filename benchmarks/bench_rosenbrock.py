@@ -15,12 +15,10 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import graphnet as gn  # noqa: E402
-from graphnet.analysis import rosenbrock, rosenbrock_grad  # noqa: E402
+from graphnet.analysis import final_loss, rosenbrock, trajectory, worst_loss  # noqa: E402
 
 START = (-1.5, 2.0)
 GRID = sorted({round(c * 10.0 ** k, 10) for k in range(-5, 1) for c in (1, 2, 5)}
@@ -28,15 +26,9 @@ GRID = sorted({round(c * 10.0 ** k, 10) for k in range(-5, 1) for c in (1, 2, 5)
 
 
 def run(name, lr, steps):
-    p = np.array(START)
-    opt = gn.optimizer(name, lr=lr)
-    worst = 0.0
-    with np.errstate(all="ignore"):
-        for _ in range(steps):
-            opt.step({"p": p}, {"p": rosenbrock_grad(p)})
-            value = rosenbrock(p)
-            worst = max(worst, value) if math.isfinite(value) else math.inf
-    return rosenbrock(p), worst, p
+    """Final f, worst f on the way, and the last point (the same trajectory as the lecture's)."""
+    path = trajectory(name, "rosenbrock", lr, steps, start=START)
+    return final_loss("rosenbrock", path), worst_loss("rosenbrock", path), path[-1]
 
 
 def main():

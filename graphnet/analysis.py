@@ -371,6 +371,15 @@ def final_loss(surf, path):
     return float(surf.f(last) - surf.minimum)
 
 
+def worst_loss(surf, path):
+    """The highest f on a trajectory, minus the surface's minimum; inf if it diverged.
+    A run whose worst stays at or below its start never climbed: a stable lr."""
+    surf = surface(surf) if isinstance(surf, str) else surf
+    if not np.all(np.isfinite(path)):
+        return float("inf")
+    return float(np.max(surf.f(path.T)) - surf.minimum)
+
+
 def lr_sweep(names, surf, lrs, steps, **hyper):
     """{optimizer: array of final losses (gap to the minimum), one per lr}; inf = diverged."""
     return {name: np.array([final_loss(surf, trajectory(name, surf, lr, steps, **hyper))

@@ -279,3 +279,10 @@ def test_approximation_error_falls_with_width():
     wide = analysis.approximation_error(fn, [16], optimizer="sgd", lr=0.1, steps=300,
                                         n_train=50, n_test=101)
     assert wide < narrow / 3
+
+
+def test_worst_loss_is_the_highest_point_of_a_path_and_inf_once_it_diverged():
+    path = np.array([[-1.5, 2.0], [0.0, 3.0], [1.0, 1.0]])
+    assert analysis.worst_loss("rosenbrock", path) == analysis.rosenbrock((0.0, 3.0)) == 901.0
+    path[2] = np.nan
+    assert analysis.worst_loss("rosenbrock", path) == float("inf")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphnet as gn
-from graphnet.analysis import rosenbrock, rosenbrock_grad
+from graphnet.analysis import final_loss, rosenbrock, trajectory, worst_loss
 from graphnet.optim import clip_grad_norm, global_norm
 
 # f(w) = 0.5 * (C0 w0^2 + C1 w1^2): gradient (C0 w0, C1 w1)
@@ -142,15 +142,8 @@ def test_adagrad_three_steps():
 # --- Rosenbrock (graphnet.analysis; test_analysis checks its gradient) -----------
 def descend(name, lr, steps=1000):
     """Final f and the worst f on the way, from (-1.5, 2) in a fixed budget of steps."""
-    p = np.array([-1.5, 2.0])
-    opt = gn.optimizer(name, lr=lr)
-    worst = 0.0
-    with np.errstate(all="ignore"):
-        for _ in range(steps):
-            opt.step({"p": p}, {"p": rosenbrock_grad(p)})
-            f = rosenbrock(p)
-            worst = max(worst, f) if math.isfinite(f) else math.inf
-    return rosenbrock(p), worst
+    path = trajectory(name, "rosenbrock", lr, steps, start=(-1.5, 2.0))
+    return final_loss("rosenbrock", path), worst_loss("rosenbrock", path)
 
 
 def test_rosenbrock_momentum_rmsprop_adam_beat_sgd_at_its_best_stable_lr():
