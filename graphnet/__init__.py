@@ -13,7 +13,7 @@ from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphErr
 from .gradients import GradcheckReport, gradcheck
 from .graph import Graph
 from .model import Model
-from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
+from .ops import REQUIRED, Activation, Attr, Buffer, Context, Dataset, Initializer, Op, Param
 from .optim import Optimizer, optimizer
 from .plugins import hookimpl
 from .render import render
@@ -24,7 +24,7 @@ from .train import History
 __version__ = "0.1.0"
 
 __all__ = [
-    "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
+    "Activation", "Attr", "Buffer", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
     "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
     "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
     "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "Schedule", "SchemaError",

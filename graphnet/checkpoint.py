@@ -30,7 +30,7 @@ class Checkpoint:
 
     ``optimizer`` is rebuilt with its state (or None), ``history`` and
     ``train_state`` are the dicts that were saved (or None), ``metadata`` holds
-    the format, graphnet version, time, dtype, seed and param names.
+    the format, graphnet version, time, dtype, seed, param and buffer names.
     """
 
     model: object
@@ -71,10 +71,13 @@ def save(model, path, optimizer=None, history=None, train_state=None):
         "seed": None if seed is None else int(seed),
         "rng": _jsonable(model.rng.bit_generator.state, f"{where}: model.rng state"),
         "params": list(model.params),
+        "buffers": list(model.buffers),
     }
     arrays = {"meta": None, "graph": _utf8(graph_to_json(model.graph))}
     for i, value in enumerate(model.params.values()):
         arrays[f"param_{i}"] = np.asarray(value)
+    for i, value in enumerate(model.buffers.values()):
+        arrays[f"buffer_{i}"] = np.asarray(value)
     if optimizer is not None:
         arrays["optimizer"] = _utf8(_dump(_optimizer_json(optimizer, arrays, where),
                                           f"{where}: optimizer state"))
@@ -104,7 +107,8 @@ def load_checkpoint(path):
 
     Raises CheckpointError naming the file and what is wrong: missing,
     truncated or corrupted files, pickled (object) arrays, an unknown format,
-    params that are missing, extra or misshapen, an optimizer nobody provides.
+    params or buffers that are missing, extra or misshapen, an optimizer
+    nobody provides.
     """
     from .model import Model
     path = os.fspath(path)
@@ -115,9 +119,6 @@ def load_checkpoint(path):
     fmt = meta.get("format")
     _need(fmt == CHECKPOINT_FORMAT, f"{where}: unknown checkpoint format {fmt!r}; this graphnet "
           f"reads {CHECKPOINT_FORMAT!r}")
-    names = meta.get("params")
-    _need(isinstance(names, list) and all(isinstance(n, str) for n in names),
-          f"{where}: metadata 'params' must be a list of param names")
     dtype, seed = meta.get("dtype"), meta.get("seed")
     _need(dtype in ("float32", "float64"), f"{where}: model dtype {dtype!r} is not float32 "
           f"or float64")
@@ -131,23 +132,8 @@ def load_checkpoint(path):
     except GraphnetError as exc:
         raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
 
-    stored = {}
-    for i, name in enumerate(names):
-        key = f"param_{i}"
-        _need(key in arrays, f"{where}: param {name!r} is missing (no array {key!r})")
-        stored[name] = arrays.pop(key)
-    missing = [k for k in model.params if k not in stored]
-    extra = [k for k in stored if k not in model.params]
-    _need(not missing, f"{where}: params missing for {missing}")
-    _need(not extra, f"{where}: params {extra} are not in model {model.name!r}"
-          f"{did_you_mean(extra[0], model.params) if extra else ''}")
-    for name, value in stored.items():
-        want = model.params[name]
-        _need(value.shape == want.shape, f"{where}: param {name!r} has shape {value.shape}, "
-              f"the model needs {want.shape}")
-        _need(value.dtype == want.dtype, f"{where}: param {name!r} is {value.dtype}, the model "
-              f"is {want.dtype}")
-        model.params[name] = value.copy()
+    for kind in ("param", "buffer"):
+        _restore(arrays, meta, kind, model, where)
     try:
         model.rng.bit_generator.state = meta.get("rng")
     except Exception as exc:  # numpy raises TypeError, ValueError or KeyError for a bad state
@@ -166,6 +152,32 @@ def load_checkpoint(path):
     extra = [k for k in arrays if k not in known and not k.startswith("opt_")]
     _need(not extra, f"{where}: unexpected entries {extra}")
     return Checkpoint(model, opt, history, train_state, meta, path)
+
+
+def _restore(arrays, meta, kind, model, where):
+    """Check the saved params (or buffers) against the model's and copy them in place."""
+    plural = kind + "s"
+    names = meta.get(plural, [] if kind == "buffer" else None)  # older files list no buffers
+    _need(isinstance(names, list) and all(isinstance(n, str) for n in names),
+          f"{where}: metadata {plural!r} must be a list of {kind} names")
+    have = getattr(model, plural)
+    stored = {}
+    for i, name in enumerate(names):
+        key = f"{kind}_{i}"
+        _need(key in arrays, f"{where}: {kind} {name!r} is missing (no array {key!r})")
+        stored[name] = arrays.pop(key)
+    missing = [k for k in have if k not in stored]
+    extra = [k for k in stored if k not in have]
+    _need(not missing, f"{where}: {plural} missing for {missing}")
+    _need(not extra, f"{where}: {plural} {extra} are not in model {model.name!r}"
+          f"{did_you_mean(extra[0], have) if extra else ''}")
+    for name, value in stored.items():
+        want = have[name]
+        _need(value.shape == want.shape, f"{where}: {kind} {name!r} has shape {value.shape}, "
+              f"the model needs {want.shape}")
+        _need(value.dtype == want.dtype, f"{where}: {kind} {name!r} is {value.dtype}, the model "
+              f"is {want.dtype}")
+        np.copyto(want, value)
 
 
 def _need(ok, message):
