@@ -41,6 +41,7 @@ hookimpl = pluggy.HookimplMarker("graphnet")
 
 BUILTIN_PLUGINS = (
     "graphnet.builtin.ops",
+    "graphnet.builtin.layers",
     "graphnet.builtin.activations",
     "graphnet.builtin.losses",
     "graphnet.builtin.initializers",
