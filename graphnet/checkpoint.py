@@ -147,7 +147,7 @@ def load_checkpoint(path):
               f"the model needs {want.shape}")
         _need(value.dtype == want.dtype, f"{where}: param {name!r} is {value.dtype}, the model "
               f"is {want.dtype}")
-        model.params[name] = value.copy()
+        np.copyto(model.params[name], value)  # in place: params stay views of one flat buffer
     try:
         model.rng.bit_generator.state = meta.get("rng")
     except Exception as exc:  # numpy raises TypeError, ValueError or KeyError for a bad state
