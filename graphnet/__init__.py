@@ -15,6 +15,7 @@ from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphErr
                      UnknownOpError)
 from .gradients import GradcheckReport, gradcheck
 from .graph import Graph
+from .history import History
 from .model import Model
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
 from .optim import Optimizer, optimizer
@@ -22,7 +23,6 @@ from .plugins import hookimpl
 from .render import render
 from .schedules import Schedule, schedule
 from .schema import model_schema
-from .train import History
 
 __version__ = "0.1.0"
 
