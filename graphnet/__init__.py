@@ -18,13 +18,13 @@ from .graph import Graph
 from .history import History
 from .model import Model
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
-from .optim import Optimizer, optimizer
-from .plugins import hookimpl
+from .hookspecs import hookimpl
+from .optim import Optimizer
+from .plugins import optimizer, schedule
 from .render import render
-from .schedules import Schedule, schedule
+from .schedules import Schedule
 from .schema import model_schema
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def __getattr__(name):
@@ -33,6 +33,7 @@ def __getattr__(name):
     if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
