@@ -91,6 +91,21 @@ def test_max_pool2d_sends_the_gradient_to_the_largest_value():
     assert m.backward(inputs=True)["x"].tolist() == [[[[0.0, 10.0], [0.0, 0.0]]]]  # 2 * 5
 
 
+@pytest.mark.parametrize("stride", [2, 1])
+def test_max_pool2d_gives_a_tie_to_its_first_value_only(stride):
+    """As PyTorch: the first maximum in row-major order within the window."""
+    g = gn.Graph()
+    xi = g.input("x", (1, 2, 3), dtype="float64")
+    p = g.add("max_pool2d", xi, stride=stride, name="p")
+    g.add("mse", p, g.input("t", (1, 1, 3 - stride), dtype="float64"), name="loss",
+          reduction="sum")
+    m = gn.Model(g, dtype="float64")
+    x = np.array([[[[7.0, 7.0, 7.0], [7.0, 7.0, 1.0]]]])
+    m.forward({"x": x, "t": np.zeros((1, 1, 1, 3 - stride))}, training=True)
+    want = [[14.0, 0, 0], [0, 0, 0]] if stride == 2 else [[14.0, 14.0, 0], [0, 0, 0]]
+    assert m.backward(inputs=True)["x"][0, 0].tolist() == want
+
+
 def test_global_avg_pool2d_is_the_channel_mean():
     x = np.random.default_rng(0).normal(size=(3, 2, 4, 5))
     model, y = run("global_avg_pool2d", x)

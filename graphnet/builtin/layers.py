@@ -2,18 +2,17 @@
 
 Per-sample layouts are channels-first, as in PyTorch: an image is (C, H, W)
 and a conv2d weight is (filters, C, k, k). Convolution is im2col: the
-windows of the padded input copied once into a matrix (numpy's
-sliding_window_view) and one matrix product; its backward spreads the
-window gradients back with one strided add per kernel offset (k * k adds,
-never a loop over output positions). Pooling does the same with its windows.
+windows of the padded input copied into a matrix and one matrix product;
+its backward spreads the window gradients back. Both, and pooling, walk the
+k * k kernel offsets, each a strided view of the whole batch: never a
+Python loop over output positions.
 """
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import FeedError, ShapeError
+from ..hookspecs import hookimpl
 from ..ops import Attr, Buffer, Op, Param
-from ..plugins import hookimpl
 
 
 def _image(op, shape):
@@ -32,23 +31,22 @@ def _out_size(op, size, window, stride, pad=0):
     return (size + 2 * pad - window) // stride + 1
 
 
-def _windows(x, k, stride):
-    """View of every k x k window of x (N, C, H, W): (N, C, Ho, Wo, k, k), no copy."""
-    return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
-
-
-def _spread(dx, dwin, k, stride, ho, wo):
-    """dx (N, C, H, W) += every window gradient dwin[..., i, j] (N, C, Ho, Wo, k, k) at
-    its place: one strided add per kernel offset."""
-    for i in range(k):
-        for j in range(k):
-            dx[:, :, i:i + stride * (ho - 1) + 1:stride,
-               j:j + stride * (wo - 1) + 1:stride] += dwin[..., i, j]
-    return dx
+def _offset(x, i, j, stride, ho, wo):
+    """View of the (N, C, Ho, Wo) values at kernel offset (i, j) of every window of x."""
+    return x[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
 
 
 class Conv2d(Op):
-    """2-d convolution (cross-correlation, as torch.nn.Conv2d) of (C, H, W) images."""
+    """2-d convolution (cross-correlation, as torch.nn.Conv2d) of (C, H, W) images.
+
+    im2col over flattened rows: with the padded image as one row of Hp * Wp
+    values, the value at kernel offset (i, j) of output position t is at
+    t * stride + i * Wp + j, so each offset's values for the whole batch are
+    one strided slice (long contiguous runs, not rows of Wo). Outputs are
+    computed for Ho * Wp positions, a window starting in every column; those
+    past Wo are dropped (forward) or get zero gradient (backward). Then one
+    matrix product with the weight.
+    """
 
     name = "conv2d"
     attrs = {"filters": Attr(kind="int", min=1, doc="output channels"),
@@ -73,50 +71,70 @@ class Conv2d(Op):
             params["bias"] = Param((f,), attrs["bias_init"], fan_in, fan_out)
         return params
 
-    def forward(self, ctx, x, weight, bias=None):
+    @staticmethod
+    def _geometry(ctx, n):
+        """Padded sides, positions computed per image and the flat row's length."""
+        c, h, w = ctx.input_shapes[0]
         k, s, p = ctx.attrs["kernel_size"], ctx.attrs["stride"], ctx.attrs["padding"]
-        n, c = x.shape[:2]
+        hp, wp = h + 2 * p, w + 2 * p
+        ho = ctx.output_shape[1]
+        t = ho * wp                                 # positions computed per image
+        length = max(hp * wp, (t - 1) * s + (k - 1) * (wp + 1) + 1)
+        return k, s, p, hp, wp, t, length
+
+    def forward(self, ctx, x, weight, bias=None):
+        n, c, h, w = x.shape
         f, ho, wo = ctx.output_shape
+        k, s, p, hp, wp, t, length = self._geometry(ctx, n)
+        flat = ctx.scratch("flat", (n, c, length), x.dtype)
+        flat[:, :, hp * wp:] = 0
+        image = flat[:, :, :hp * wp].reshape(n, c, hp, wp)
         if p:
-            xp = ctx.scratch("xp", (n, c, x.shape[2] + 2 * p, x.shape[3] + 2 * p), x.dtype)
-            xp[:, :, :p] = xp[:, :, -p:] = xp[:, :, :, :p] = xp[:, :, :, -p:] = 0
-            xp[:, :, p:-p, p:-p] = x
-        else:
-            xp = x
-        # rows (sample, out row, out col), columns (channel, kernel row, kernel col)
-        cols = ctx.scratch("cols", (n, ho, wo, c, k, k), x.dtype)
-        np.copyto(cols, _windows(xp, k, s).transpose(0, 2, 3, 1, 4, 5))
-        cols = cols.reshape(n * ho * wo, c * k * k)
+            image[:, :, :p] = image[:, :, -p:] = image[:, :, :, :p] = image[:, :, :, -p:] = 0
+        image[:, :, p:p + h, p:p + w] = x
+        # rows (channel, kernel row, kernel col), columns (sample, position)
+        cols = ctx.scratch("cols", (c, k, k, n, t), x.dtype)
+        for i in range(k):
+            for j in range(k):
+                start = i * wp + j
+                cols[:, i, j] = flat[:, :, start:start + s * (t - 1) + 1:s].transpose(1, 0, 2)
+        cols = cols.reshape(c * k * k, n * t)
         wmat = weight.reshape(f, c * k * k)
-        y = np.matmul(cols, wmat.T, out=ctx.scratch("ymat", (n * ho * wo, f), x.dtype))
+        y = np.matmul(wmat, cols, out=ctx.scratch("ymat", (f, n * t), x.dtype))
         if bias is not None:
-            y += bias
+            y += bias[:, None]
         ctx.cols, ctx.wmat, ctx.xshape = cols, wmat, x.shape
         out = ctx.scratch("y", (n, f, ho, wo), x.dtype)
-        np.copyto(out, y.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
+        np.copyto(out, y.reshape(f, n, ho, wp)[:, :, :, :wo].transpose(1, 0, 2, 3))
         return out
 
     def backward(self, ctx, dy):
-        k, s, p = ctx.attrs["kernel_size"], ctx.attrs["stride"], ctx.attrs["padding"]
         n, c, h, w = ctx.xshape
         f, ho, wo = ctx.output_shape
-        dymat = ctx.scratch("dymat", (n, ho, wo, f), dy.dtype)
-        np.copyto(dymat, dy.transpose(0, 2, 3, 1))
-        dymat = dymat.reshape(n * ho * wo, f)
+        k, s, p, hp, wp, t, length = self._geometry(ctx, n)
+        dymat = ctx.scratch("dymat", (f, n, ho, wp), dy.dtype)
+        dymat[:, :, :, wo:] = 0                     # positions past Wo: no gradient
+        np.copyto(dymat[:, :, :, :wo], dy.transpose(1, 0, 2, 3))
+        dymat = dymat.reshape(f, n * t)
         pg = ctx.param_grads or (None, None)
         dw = pg[0] if pg[0] is not None else np.empty((f, c, k, k), dy.dtype)
-        np.matmul(dymat.T, ctx.cols, out=dw.reshape(f, c * k * k))
+        np.matmul(dymat, ctx.cols.T, out=dw.reshape(f, c * k * k))
         grads = [None, dw]
         if len(ctx.needs_grad) == 3:
-            grads.append(np.add.reduce(dymat, axis=0, out=pg[1] if len(pg) > 1 else None))
+            grads.append(np.add.reduce(dymat, axis=1, out=pg[1] if len(pg) > 1 else None))
         if ctx.needs_grad[0]:
-            dcols = np.matmul(dymat, ctx.wmat, out=ctx.scratch("dcols", ctx.cols.shape,
-                                                                 dy.dtype))
-            dwin = dcols.reshape(n, ho, wo, c, k, k).transpose(0, 3, 1, 2, 4, 5)
-            dxp = ctx.scratch("dxp", (n, c, h + 2 * p, w + 2 * p), dy.dtype)
-            dxp.fill(0)
-            _spread(dxp, dwin, k, s, ho, wo)
-            grads[0] = dxp[:, :, p:p + h, p:p + w] if p else dxp
+            dcols = np.matmul(ctx.wmat.T, dymat, out=ctx.scratch("dcols", ctx.cols.shape,
+                                                                   dy.dtype))
+            dcols = dcols.reshape(c, k, k, n, t)
+            dflat = ctx.scratch("dflat", (n, c, length), dy.dtype)
+            dflat.fill(0)
+            for i in range(k):   # each window's gradient back where its values came from
+                for j in range(k):
+                    start = i * wp + j
+                    dflat[:, :, start:start + s * (t - 1) + 1:s] += dcols[:, i, j].transpose(
+                        1, 0, 2)
+            image = dflat[:, :, :hp * wp].reshape(n, c, hp, wp)
+            grads[0] = image[:, :, p:p + h, p:p + w]
         return tuple(grads)
 
 
@@ -139,29 +157,44 @@ class _Pool2d(Op):
 
 
 class MaxPool2d(_Pool2d):
-    """The largest value of each window, per channel (the first one where several tie)."""
+    """The largest value of each window, per channel (the first one where several tie,
+    in row-major order within the window, as PyTorch)."""
 
     name = "max_pool2d"
 
     def forward(self, ctx, x):
         k, s = self.window(ctx.attrs)
-        n, c, ho, wo = (x.shape[0],) + ctx.output_shape
-        win = ctx.scratch("win", (n, c, ho, wo, k, k), x.dtype)
-        np.copyto(win, _windows(x, k, s))
-        win = win.reshape(n, c, ho, wo, k * k)
-        ctx.arg = win.argmax(axis=-1)
-        ctx.xshape = x.shape
-        return np.take_along_axis(win, ctx.arg[..., None], axis=-1)[..., 0]
+        shape = (x.shape[0],) + ctx.output_shape
+        ho, wo = shape[2:]
+        best = ctx.scratch("y", shape, x.dtype)
+        np.copyto(best, _offset(x, 0, 0, s, ho, wo))
+        for off in range(1, k * k):   # a running maximum over the kernel offsets
+            np.maximum(best, _offset(x, off // k, off % k, s, ho, wo), out=best)
+        ctx.x, ctx.y = x, best
+        return best
 
     def backward(self, ctx, dy):
+        """dy goes to the first offset that holds each window's maximum."""
         k, s = self.window(ctx.attrs)
-        n, c, ho, wo = dy.shape
-        dwin = ctx.scratch("dwin", (n, c, ho, wo, k * k), dy.dtype)
-        dwin.fill(0)
-        np.put_along_axis(dwin, ctx.arg[..., None], dy[..., None], axis=-1)
-        dx = ctx.scratch("dx", ctx.xshape, dy.dtype)
-        dx.fill(0)
-        return (_spread(dx, dwin.reshape(n, c, ho, wo, k, k), k, s, ho, wo),)
+        x, y = ctx.x, ctx.y
+        ho, wo = dy.shape[2:]
+        dx = ctx.scratch("dx", x.shape, dy.dtype)
+        tiled = s == k and x.shape[2] == ho * k and x.shape[3] == wo * k
+        if not tiled:          # windows that leave elements out, or overlap
+            dx.fill(0)
+        hit = ctx.scratch("hit", dy.shape, bool)
+        left = ctx.scratch("left", dy.shape, bool)   # windows whose maximum is not found yet
+        left.fill(True)
+        for off in range(k * k):
+            np.equal(_offset(x, off // k, off % k, s, ho, wo), y, out=hit)
+            hit &= left
+            left ^= hit
+            view = _offset(dx, off // k, off % k, s, ho, wo)
+            if s >= k:         # each element in one window at most
+                np.multiply(dy, hit, out=view)
+            else:
+                view += dy * hit
+        return (dx,)
 
 
 class AvgPool2d(_Pool2d):
@@ -171,17 +204,25 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, ctx, x):
         k, s = self.window(ctx.attrs)
+        shape = (x.shape[0],) + ctx.output_shape
+        ho, wo = shape[2:]
+        total = ctx.scratch("y", shape, x.dtype)
+        np.copyto(total, _offset(x, 0, 0, s, ho, wo))
+        for off in range(1, k * k):
+            total += _offset(x, off // k, off % k, s, ho, wo)
+        total *= x.dtype.type(1 / (k * k))
         ctx.xshape = x.shape
-        return _windows(x, k, s).mean(axis=(-2, -1), dtype=x.dtype)
+        return total
 
     def backward(self, ctx, dy):
         k, s = self.window(ctx.attrs)
-        n, c, ho, wo = dy.shape
-        share = np.broadcast_to((dy / dy.dtype.type(k * k))[..., None, None],
-                                dy.shape + (k, k))
+        ho, wo = dy.shape[2:]
+        share = dy * dy.dtype.type(1 / (k * k))
         dx = ctx.scratch("dx", ctx.xshape, dy.dtype)
         dx.fill(0)
-        return (_spread(dx, share, k, s, ho, wo),)
+        for off in range(k * k):
+            _offset(dx, off // k, off % k, s, ho, wo)[...] += share
+        return (dx,)
 
 
 class GlobalAvgPool2d(Op):
