@@ -17,6 +17,7 @@ from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, 
 from .optim import Optimizer, optimizer
 from .plugins import hookimpl
 from .render import render
+from .runs import RunResult, train_run
 from .schedules import Schedule, schedule
 from .schema import model_schema
 from .train import History
@@ -27,7 +28,8 @@ __all__ = [
     "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
     "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
     "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
-    "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "Schedule", "SchemaError",
+    "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "RunResult", "Schedule", "SchemaError",
     "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "load",
     "load_checkpoint", "model_schema", "optimizer", "plugins", "render", "save", "schedule",
+    "train_run",
 ]

@@ -463,6 +463,9 @@ def _check_names(data, source):
     if "dataset" in training and "data" in training:
         raise _error(source, ("training", "data"), data, "give either \"dataset\" or "
                      "\"data\", not both")
+    if training.get("dataset_options") and "dataset" not in training:
+        raise _error(source, ("training", "dataset_options"), data, "dataset_options are the "
+                     "options of a named dataset; give \"dataset\" too")
 
 
 def _check_optimizer(data, source):
