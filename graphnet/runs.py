@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from .callbacks import Callback
 from .errors import DataError, GraphnetError, did_you_mean
+from .util import atomic_write
 
 CHECKPOINT = "model.npz"
 
@@ -131,7 +132,7 @@ def train_run(model, *, resume=None, log=None, log_epochs=False, progress=False,
     """
     from . import datasets as ds
     from .model import Model
-    from .optim import optimizer as make_optimizer
+    from .plugins import optimizer as make_optimizer
     from .train import evaluate, fit
 
     say = log or (lambda line: None)
@@ -251,9 +252,8 @@ def format_scores(s):
 
 def write_json(path, data):
     """Write JSON atomically: a reader (or a rerun after a crash) never sees half a file."""
-    from .checkpoint import _atomic_write
     text = json.dumps(data, indent=2) + "\n"
-    _atomic_write(path, lambda f: f.write(text.encode()), GraphnetError)
+    atomic_write(path, lambda f: f.write(text.encode()), GraphnetError)
 
 
 def read_json(path):
