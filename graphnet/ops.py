@@ -195,17 +195,52 @@ class ElementwiseOp(Op):
 
 
 class Initializer:
-    """A named way to fill a new param: ``fn(rng, shape, fan_in, fan_out, **attrs)``."""
+    """A named way to fill a new param: ``fn(rng, shape, fan_in, fan_out, **attrs)``.
 
-    def __init__(self, name, fn, attrs=None, doc=""):
+    ``attrs`` maps each attr to a ``gn.Attr`` (kind, range, default), checked
+    like an op's wherever a model names the initializer; a plain value is
+    its default. ``iid=True`` says each element is drawn independently, so
+    the engine may fill a big param in slices (no full-size float64
+    temporary for a float32 model), with the very same values.
+
+    >>> import graphnet as gn
+    >>> half = gn.Initializer("half", lambda rng, shape, fan_in, fan_out, scale: scale / 2,
+    ...                       {"scale": gn.Attr(1.0, "float", min=0)})
+    >>> half.attrs["scale"].min
+    0
+    """
+
+    def __init__(self, name, fn, attrs=None, doc="", iid=False):
         self.name = name
         self.fn = fn
-        self.attrs = dict(attrs or {})
+        self.attrs = {k: v if isinstance(v, Attr) else Attr(v, "float" if isinstance(v, float) else "any")
+                      for k, v in dict(attrs or {}).items()}
         self.doc = doc or (fn.__doc__ or "").strip()
+        self.iid = iid
 
     def __call__(self, rng, shape, fan_in, fan_out, **attrs):
         return np.asarray(self.fn(rng, tuple(shape), fan_in, fan_out,
-                                  **{**self.attrs, **attrs}), dtype=np.float64)
+                                  **self._with_defaults(attrs)), dtype=np.float64)
+
+    def fill(self, out, rng, fan_in, fan_out, chunk=1 << 20, **attrs):
+        """Write a new value into the array ``out``; iid initializers fill it in slices."""
+        if not self.iid or out.size <= chunk:
+            self._put(out, self(rng, out.shape, fan_in, fan_out, **attrs))
+            return out
+        flat = out.reshape(-1)  # out is contiguous: a view
+        for start in range(0, flat.size, chunk):
+            n = min(chunk, flat.size - start)
+            self._put(flat[start:start + n], self(rng, (n,), fan_in, fan_out, **attrs))
+        return out
+
+    def _put(self, out, value):
+        if value.shape != out.shape:
+            raise ShapeError(f"initializer {self.name!r} returned shape {value.shape} for a "
+                             f"param of shape {out.shape}")
+        out[...] = value
+
+    def _with_defaults(self, attrs):
+        return {**{k: a.default for k, a in self.attrs.items() if not a.required}, **attrs}
 
     def __repr__(self):
         return f"<initializer {self.name}>"

@@ -79,13 +79,7 @@ def check_attr(where, key, spec, value):
         if kind == "shape" and any(d < -1 or d == 0 for d in value):
             raise bad("a shape of positive sizes (one -1 allowed in reshape)")
     elif kind == "init":
-        name = value.get("name") if isinstance(value, dict) else value
-        if not isinstance(name, str):
-            raise bad('an initializer name or {"name": ..., ...}')
-        try:
-            registry().get("initializer", name)
-        except UnknownOpError as exc:
-            raise GraphError(f"{where}: attr {key!r}: {exc}") from None
+        value = check_init(f"{where}: attr {key!r}", value)[2]
     if spec.choices is not None and value not in spec.choices:
         raise GraphError(f"{where}: attr {key!r} must be one of {list(spec.choices)}, "
                          f"got {value!r}{did_you_mean(value, spec.choices)}")
@@ -94,6 +88,31 @@ def check_attr(where, key, spec, value):
     if spec.max is not None and value > spec.max:
         raise GraphError(f"{where}: attr {key!r} must be <= {spec.max}, got {value!r}")
     return value
+
+
+def check_init(where, value):
+    """Check an initializer spec, a name or {"name": ..., **attrs}, against the
+    initializer's declared attrs; return (initializer, attrs, normalised spec)."""
+    name = value.get("name") if isinstance(value, dict) else value
+    if not isinstance(name, str):
+        raise GraphError(f'{where} must be an initializer name or {{"name": ..., ...}}, '
+                         f'got {value!r}')
+    try:
+        init = registry().get("initializer", name)
+    except UnknownOpError as exc:
+        raise GraphError(f"{where}: {exc}") from None
+    given = {k: v for k, v in value.items() if k != "name"} if isinstance(value, dict) else {}
+    attrs = {}
+    for k, v in given.items():
+        if k not in init.attrs:
+            known = ", ".join(init.attrs) or "none"
+            raise GraphError(f"{where}: initializer {name!r} has no attr {k!r}"
+                             f"{did_you_mean(k, init.attrs)}; it takes: {known}")
+        attrs[k] = check_attr(f"{where}: initializer {name!r}", k, init.attrs[k], v)
+    missing = [k for k, a in init.attrs.items() if a.required and k not in attrs]
+    if missing:
+        raise GraphError(f"{where}: initializer {name!r} needs attr {missing[0]!r}")
+    return init, attrs, ({"name": name, **attrs} if isinstance(value, dict) else name)
 
 
 def resolve_attrs(where, op, attrs):

@@ -372,10 +372,11 @@ def _expected(schema):
         parts.append(f"one of {schema['enum']}")
     if "const" in schema:
         parts.append(f"{schema['const']!r}")
-    for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                      ("exclusiveMaximum", "<")):
-        if key in schema:
-            parts.append(f"{word} {schema[key]}")
+    bounds = [f"{word} {schema[key]:g}" for key, word in (
+        ("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+        ("exclusiveMaximum", "<")) if key in schema]
+    if bounds:
+        parts.append(" and ".join(bounds))
     for key, word in (("minItems", "at least"), ("maxItems", "at most")):
         if key in schema:
             parts.append(f"a list of {word} {schema[key]} items")

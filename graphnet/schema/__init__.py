@@ -166,7 +166,7 @@ def _build_schema(tables):
     for iname in inits:
         init = tables["initializer"][iname].obj
         props = {"name": {"const": iname}}
-        props.update({k: _value_schema(v) for k, v in init.attrs.items()})
+        props.update({k: _attr_schema(spec) for k, spec in init.attrs.items()})
         init_cases.append({"if": {"properties": {"name": {"const": iname}}},
                            "then": {"properties": props, "additionalProperties": False}})
     defs["init"] = {
