@@ -18,7 +18,7 @@ import jsonschema
 
 from ..checkpoint import _atomic_write
 from ..errors import SchemaError
-from ..graph import NAME
+from ..graph import MODEL_NAME, NAME
 from ..serialize import FORMAT, _plain
 
 SCHEMA_FILE = "schema/model-1.json"  # inside the graphnet package
@@ -261,7 +261,9 @@ def _build_schema(tables):
         "properties": {
             "$schema": {"type": "string"},
             "format": {"const": FORMAT},
-            "name": {"type": "string", "minLength": 1},
+            "name": {"type": "string", "minLength": 1, "pattern": MODEL_NAME.pattern,
+                     "description": "the model's name, also its run folder runs/<name>: no "
+                                    "'/', '\\', control characters, '.' or '..'"},
             "inputs": {"type": "array", "items": {"$ref": "#/$defs/input"}},
             "nodes": {"type": "array", "items": {"$ref": "#/$defs/node"}},
             "outputs": {"type": "array", "items": {"$ref": "#/$defs/name"}},
