@@ -8,9 +8,7 @@ it, so a damaged or foreign file is a CheckpointError naming what is wrong.
 """
 
 import datetime
-import io
 import json
-import math
 import os
 import tempfile
 import zipfile
@@ -19,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .npzfile import read_npz
 from .serialize import _from_text, graph_to_json
 
 CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
@@ -125,28 +124,20 @@ def load_checkpoint(path):
           f"{where}: seed {seed!r} is not a non-negative integer")
     if "graph" not in arrays:
         raise CheckpointError(f"{where}: holds no graph")
-    try:
-        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
-        model = Model(graph, seed=seed, dtype=dtype)
-    except GraphnetError as exc:
-        raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
-
     stored = {}
     for i, name in enumerate(names):
         key = f"param_{i}"
         _need(key in arrays, f"{where}: param {name!r} is missing (no array {key!r})")
         stored[name] = arrays.pop(key)
-    missing = [k for k in model.params if k not in stored]
-    extra = [k for k in stored if k not in model.params]
-    _need(not missing, f"{where}: params missing for {missing}")
-    _need(not extra, f"{where}: params {extra} are not in model {model.name!r}"
-          f"{did_you_mean(extra[0], model.params) if extra else ''}")
+    try:
+        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
+        _check_params(stored, _param_shapes(graph), np.dtype(dtype), graph.name, where)
+        model = Model(graph, seed=seed, dtype=dtype)  # only now: what it allocates is stored
+    except CheckpointError:
+        raise
+    except GraphnetError as exc:
+        raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
     for name, value in stored.items():
-        want = model.params[name]
-        _need(value.shape == want.shape, f"{where}: param {name!r} has shape {value.shape}, "
-              f"the model needs {want.shape}")
-        _need(value.dtype == want.dtype, f"{where}: param {name!r} is {value.dtype}, the model "
-              f"is {want.dtype}")
         model.params[name] = value.copy()
     try:
         model.rng.bit_generator.state = meta.get("rng")
@@ -166,6 +157,27 @@ def load_checkpoint(path):
     extra = [k for k in arrays if k not in known and not k.startswith("opt_")]
     _need(not extra, f"{where}: unexpected entries {extra}")
     return Checkpoint(model, opt, history, train_state, meta, path)
+
+
+def _param_shapes(graph):
+    """{param name: shape} the graph declares, found without allocating any of them."""
+    from .scheduler import Program
+    return {f"{node.name}.{pname}": tuple(spec.shape)
+            for node in Program(graph).nodes.values() for pname, spec in node.params.items()}
+
+
+def _check_params(stored, shapes, dtype, model_name, where):
+    """The stored params are exactly the graph's, of its shapes and the model's dtype."""
+    missing = [k for k in shapes if k not in stored]
+    extra = [k for k in stored if k not in shapes]
+    _need(not missing, f"{where}: params missing for {missing}")
+    _need(not extra, f"{where}: params {extra} are not in model {model_name!r}"
+          f"{did_you_mean(extra[0], shapes) if extra else ''}")
+    for name, value in stored.items():
+        _need(value.shape == shapes[name], f"{where}: param {name!r} has shape {value.shape}, "
+              f"the model needs {shapes[name]}")
+        _need(value.dtype == dtype, f"{where}: param {name!r} is {value.dtype}, the model "
+              f"is {dtype}")
 
 
 def _need(ok, message):
@@ -325,62 +337,8 @@ def _write_npz(f, arrays):
 
 def _read_npz(path, where):
     """Every array of the file, checked before numpy parses it; no pickle, ever."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{where} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where} is a folder, not a checkpoint file") from None
-    except Exception as exc:  # BadZipFile, OSError, EOFError, ValueError on a damaged file
-        raise CheckpointError(f"{where} is not a readable .npz file ({type(exc).__name__}: "
-                              f"{exc}); it is truncated, corrupted or not a checkpoint") from None
-    arrays = {}
-    with zf:
-        try:
-            infos = zf.infolist()
-            for info in infos:
-                name = info.filename
-                _need(name.endswith(".npy") and "/" not in name,
-                      f"{where}: unexpected entry {name!r}; not a graphnet checkpoint")
-                _need(info.compress_type == zipfile.ZIP_STORED,
-                      f"{where}: entry {name!r} is compressed; graphnet writes checkpoints "
-                      f"uncompressed")
-                raw = zf.read(info)     # checks the CRC: flipped bytes are caught here
-                key = name[:-4]
-                _need(key not in arrays, f"{where}: entry {key!r} appears twice")
-                arrays[key] = _parse_npy(raw, key, where)
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(f"{where} is corrupted ({type(exc).__name__}: {exc}); "
-                                  f"restore it or use an earlier checkpoint") from None
+    arrays = read_npz(path, where, CheckpointError)
+    for key in arrays:
+        _need("/" not in key, f"{where}: unexpected entry {key + '.npy'!r}; not a graphnet "
+              f"checkpoint")
     return arrays
-
-
-def _parse_npy(raw, key, where):
-    f = io.BytesIO(raw)
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unknown .npy version {version}")
-    except Exception as exc:
-        raise CheckpointError(f"{where}: entry {key!r} is not a readable array ({exc})") from None
-    if dtype.hasobject:
-        raise CheckpointError(f"{where}: entry {key!r} holds Python objects (a pickle), which "
-                              f"graphnet never loads: it could run code. Only trust "
-                              f"checkpoints written by graphnet.save")
-    _need(dtype.kind in "biuf" and dtype.fields is None,
-          f"{where}: entry {key!r} has dtype {dtype}, not a plain numeric array")
-    size = math.prod(shape) * dtype.itemsize
-    _need(size == len(raw) - f.tell(), f"{where}: entry {key!r} claims {size} bytes of data "
-          f"but holds {len(raw) - f.tell()}; the file is truncated or corrupted")
-    f.seek(0)
-    try:
-        return np.load(f, allow_pickle=False)
-    except Exception as exc:
-        raise CheckpointError(f"{where}: entry {key!r} cannot be read ({exc})") from None
