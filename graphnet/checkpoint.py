@@ -279,12 +279,34 @@ def _restore_optimizer(data, arrays, model, where):
     except Exception as exc:
         raise CheckpointError(f"{where}: optimizer {name!r} rejects the saved "
                               f"hyperparameters {hyper}: {exc}") from None
+    _check_moments(opt, state, step, model, where)
     try:
         opt.load_state_dict({**data, "state": state})
     except Exception as exc:
         raise CheckpointError(f"{where}: optimizer {name!r} cannot load the saved state: "
                               f"{type(exc).__name__}: {exc}") from None
     return opt
+
+
+def _check_moments(opt, state, step, model, where):
+    """The saved state holds, for every param, the very arrays the optimizer's own
+    ``init_state`` makes: same names, shapes and dtype (none missing, renamed or extra)."""
+    for pname, param in model.params.items():
+        want = opt.init_state(param)
+        have = state.get(pname)
+        if have is None:
+            _need(not want or step == 0, f"{where}: optimizer {opt.name!r} has no state for "
+                  f"param {pname!r} after {step} steps; the file is corrupted")
+            continue
+        missing = [k for k in want if k not in have]
+        extra = [k for k in have if k not in want]
+        _need(not missing and not extra, f"{where}: optimizer state of {pname!r} holds "
+              f"{sorted(have)}, {opt.name!r} keeps {sorted(want)}; the file is corrupted")
+        for key, arr in have.items():
+            ref = np.asarray(want[key])
+            _need(arr.shape == ref.shape and arr.dtype == ref.dtype,
+                  f"{where}: optimizer state {pname}.{key} is {arr.dtype} {arr.shape}, "
+                  f"{opt.name!r} needs {ref.dtype} {ref.shape}")
 
 
 # --- the file itself ----------------------------------------------------------
