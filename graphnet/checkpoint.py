@@ -10,15 +10,17 @@ it, so a damaged or foreign file is a CheckpointError naming what is wrong.
 import datetime
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .history import History
 from .npzfile import read_npz
+from .util import atomic_write
 from .serialize import _from_text, graph_to_json
+from .version import __version__
 
 CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
 
@@ -27,14 +29,14 @@ CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
 class Checkpoint:
     """What ``load_checkpoint`` returns: a model, and how to go on training it.
 
-    ``optimizer`` is rebuilt with its state (or None), ``history`` and
-    ``train_state`` are the dicts that were saved (or None), ``metadata`` holds
+    ``optimizer`` is rebuilt with its state (or None), ``history`` is a
+    ``gn.History`` (or None), ``train_state`` the dict that was saved (or None), ``metadata`` holds
     the format, graphnet version, time, dtype, seed and param names.
     """
 
     model: object
     optimizer: object = None
-    history: dict = None
+    history: History = None
     train_state: dict = None
     metadata: dict = None
     path: str = None
@@ -44,7 +46,7 @@ def save(model, path, optimizer=None, history=None, train_state=None):
     """Write ``model`` (graph, params, RNG state) to one ``.npz`` checkpoint, atomically.
 
     ``optimizer`` adds its ``state_dict()`` (state per param name and step count);
-    ``history`` (a dict or anything with ``to_dict()``) and ``train_state``
+    ``history`` (a ``gn.History`` or its ``to_dict()`` form) and ``train_state``
     (a JSON-able dict: epoch, RNG states...) are stored as JSON. The file is
     written to a temporary file in the same folder, flushed, fsynced and then
     renamed over ``path``, so a crash leaves the previous checkpoint whole.
@@ -57,7 +59,6 @@ def save(model, path, optimizer=None, history=None, train_state=None):
     >>> gn.load(path).params["fc.weight"].shape
     (2, 1)
     """
-    from . import __version__
     path = os.fspath(path)
     where = f"checkpoint {path!r}"
     seed = model.seed if isinstance(model.seed, (int, np.integer)) else None
@@ -78,11 +79,13 @@ def save(model, path, optimizer=None, history=None, train_state=None):
         arrays["optimizer"] = _utf8(_dump(_optimizer_json(optimizer, arrays, where),
                                           f"{where}: optimizer state"))
     if history is not None:
-        if hasattr(history, "to_dict"):
+        if isinstance(history, History):
             history = history.to_dict()
-        if not isinstance(history, dict):
-            raise CheckpointError(f"{where}: history must be a dict or have to_dict(), got "
-                                  f"{type(history).__name__}")
+        try:
+            History.from_dict(history)
+        except GraphnetError as exc:
+            raise CheckpointError(f"{where}: history must be a gn.History or its to_dict() "
+                                  f"form: {exc}") from None
         arrays["history"] = _utf8(_dump(history, f"{where}: history"))
     if train_state is not None:
         if not isinstance(train_state, dict):
@@ -90,7 +93,7 @@ def save(model, path, optimizer=None, history=None, train_state=None):
                                   f"{type(train_state).__name__}")
         arrays["train_state"] = _utf8(_dump(train_state, f"{where}: train_state"))
     arrays["meta"] = _utf8(_dump(meta, f"{where}: metadata"))
-    _atomic_write(path, lambda f: _write_npz(f, arrays), CheckpointError)
+    atomic_write(path, lambda f: _write_npz(f, arrays), CheckpointError)
 
 
 def load(path):
@@ -138,7 +141,7 @@ def load_checkpoint(path):
     except GraphnetError as exc:
         raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
     for name, value in stored.items():
-        model.params[name] = value.copy()
+        np.copyto(model.params[name], value)  # in place: params stay views of one flat buffer
     try:
         model.rng.bit_generator.state = meta.get("rng")
     except Exception as exc:  # numpy raises TypeError, ValueError or KeyError for a bad state
@@ -150,7 +153,11 @@ def load_checkpoint(path):
         opt = _restore_optimizer(_json_entry(arrays, "optimizer", where), arrays, model, where)
     history = _json_entry(arrays, "history", where)
     train_state = _json_entry(arrays, "train_state", where)
-    _need(history is None or isinstance(history, dict), f"{where}: history is not a dict")
+    if history is not None:
+        try:
+            history = History.from_dict(history)
+        except GraphnetError as exc:
+            raise CheckpointError(f"{where}: its history is not a History's: {exc}") from None
     _need(train_state is None or isinstance(train_state, dict),
           f"{where}: train_state is not a dict")
     known = {"meta", "graph", "optimizer", "history", "train_state"}
@@ -254,7 +261,7 @@ def _optimizer_json(optimizer, arrays, where):
 
 
 def _restore_optimizer(data, arrays, model, where):
-    from .optim import optimizer as make
+    from .plugins import optimizer as make
     _need(isinstance(data, dict), f"{where}: optimizer entry is not a JSON object")
     name, step, hyper, refs = (data.get(k) for k in ("name", "step", "hyper", "state"))
     _need(isinstance(name, str), f"{where}: optimizer has no name")
@@ -310,43 +317,6 @@ def _check_moments(opt, state, step, model, where):
 
 
 # --- the file itself ----------------------------------------------------------
-
-def _atomic_write(path, write, error):
-    """Write via a temporary file in the same folder, fsync, rename, fsync the folder."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp")
-    except OSError as exc:
-        raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # some systems cannot open a folder; the rename is still atomic
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
 
 def _write_npz(f, arrays):
     """An uncompressed .npz (what np.savez writes), refusing object arrays."""

@@ -18,7 +18,9 @@ import numpy as np
 
 from .errors import GraphnetError, ShapeError, did_you_mean
 from .graph import Graph
-from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds, check_init
+from .ops import check_init
+from .plugins import registry
+from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds
 
 DEFAULT_MAX_PARAMS = 10**9
 
@@ -106,7 +108,7 @@ class Model:
         for node in self.program.nodes.values():
             for pname, spec in node.params.items():
                 where = f"node {node.name!r}: param {pname!r}'s initializer"
-                initializer, kwargs, _ = check_init(where, spec.init)
+                initializer, kwargs, _ = check_init(where, spec.init, registry().get)
                 fan_in, fan_out = default_fans(spec.shape)
                 fan_in = fan_in if spec.fan_in is None else spec.fan_in
                 fan_out = fan_out if spec.fan_out is None else spec.fan_out

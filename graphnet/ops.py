@@ -11,11 +11,12 @@ declares them, so a dense layer is ``forward(ctx, x, weight, bias)`` and its
 ``backward`` returns ``(dx, dweight, dbias)``.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import GraphError, ShapeError, UnknownOpError, did_you_mean
 
 REQUIRED = object()
 """Default of an attr that every node must set (``dense``'s ``units``)."""
@@ -39,6 +40,85 @@ class Attr:
     @property
     def required(self):
         return self.default is REQUIRED
+
+
+def check_attr(where, key, spec, value, find=None):
+    """Check one attr value against its Attr spec; return it normalised.
+
+    ``find(kind, name)`` (the registry's ``get``) checks that an initializer
+    name exists; without it only the form of an "init" attr is checked.
+
+    >>> check_attr("node 'fc'", "units", Attr(REQUIRED, "int", min=1), 3.0)
+    Traceback (most recent call last):
+    graphnet.errors.GraphError: node 'fc': attr 'units' must be an integer, got 3.0
+    """
+    kind = spec.kind
+
+    def bad(expected):
+        return GraphError(f"{where}: attr {key!r} must be {expected}, got {value!r}")
+
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise bad("an integer")
+        value = int(value)
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise bad("a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad("a finite number")
+    elif kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad("true or false")
+        value = bool(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif kind in ("shape", "int_list"):
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in value):
+            raise bad("a list of integers")
+        value = tuple(int(d) for d in value)
+        if kind == "shape" and any(d < -1 or d == 0 for d in value):
+            raise bad("a shape of positive sizes (one -1 allowed in reshape)")
+    elif kind == "init":
+        value = check_init(f"{where}: attr {key!r}", value, find)[2]
+    if spec.choices is not None and value not in spec.choices:
+        raise GraphError(f"{where}: attr {key!r} must be one of {list(spec.choices)}, "
+                         f"got {value!r}{did_you_mean(value, spec.choices)}")
+    if spec.min is not None and value < spec.min:
+        raise GraphError(f"{where}: attr {key!r} must be >= {spec.min}, got {value!r}")
+    if spec.max is not None and value > spec.max:
+        raise GraphError(f"{where}: attr {key!r} must be <= {spec.max}, got {value!r}")
+    return value
+
+
+def check_init(where, value, find=None):
+    """Check an initializer spec, a name or {"name": ..., **attrs}; with ``find`` (the
+    registry's ``get``) also its attrs against the initializer's own Attrs.
+    Return (initializer or None, checked attrs, normalised spec)."""
+    name = value.get("name") if isinstance(value, dict) else value
+    if not isinstance(name, str):
+        raise GraphError(f'{where} must be an initializer name or {{"name": ..., ...}}, '
+                         f'got {value!r}')
+    given = {k: v for k, v in value.items() if k != "name"} if isinstance(value, dict) else {}
+    if find is None:
+        return None, given, value
+    try:
+        init = find("initializer", name)
+    except UnknownOpError as exc:
+        raise GraphError(f"{where}: {exc}") from None
+    attrs = {}
+    for k, v in given.items():
+        if k not in init.attrs:
+            known = ", ".join(init.attrs) or "none"
+            raise GraphError(f"{where}: initializer {name!r} has no attr {k!r}"
+                             f"{did_you_mean(k, init.attrs)}; it takes: {known}")
+        attrs[k] = check_attr(f"{where}: initializer {name!r}", k, init.attrs[k], v, find)
+    missing = [k for k, a in init.attrs.items() if a.required and k not in attrs]
+    if missing:
+        raise GraphError(f"{where}: initializer {name!r} needs attr {missing[0]!r}")
+    return init, attrs, ({"name": name, **attrs} if isinstance(value, dict) else name)
 
 
 @dataclass(frozen=True)

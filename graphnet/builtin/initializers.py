@@ -6,8 +6,8 @@ glorot_* (Glorot and Bengio 2010) suit tanh and sigmoid; he_* (He et al.
 
 import numpy as np
 
+from ..hookspecs import hookimpl
 from ..ops import Attr, Initializer
-from ..plugins import hookimpl
 
 
 MAX_SCALE = 1e6
