@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .errors import CheckpointError, GraphnetError, UnknownNameError, did_you_mean
 from .util import atomic_write
 from .serialize import _from_text, graph_to_json
 from .version import __version__
@@ -262,7 +262,7 @@ def _restore_optimizer(data, arrays, model, where):
             state[pname][key] = arrays[ref]
     try:
         opt = make(name, **hyper)
-    except UnknownOpError as exc:
+    except UnknownNameError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     except Exception as exc:
         raise CheckpointError(f"{where}: optimizer {name!r} rejects the saved "

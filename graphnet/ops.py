@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GraphError, ShapeError, UnknownOpError, did_you_mean
+from .errors import GraphError, ShapeError, UnknownNameError, did_you_mean
 
 REQUIRED = object()
 """Default of an attr that every node must set (``dense``'s ``units``)."""
@@ -88,7 +88,7 @@ def check_attr(where, key, spec, value, find=None):
         try:
             if find is not None:
                 find("initializer", name)
-        except UnknownOpError as exc:
+        except UnknownNameError as exc:
             raise GraphError(f"{where}: attr {key!r}: {exc}") from None
     if spec.choices is not None and value not in spec.choices:
         raise GraphError(f"{where}: attr {key!r} must be one of {list(spec.choices)}, "
@@ -211,7 +211,7 @@ class Activation:
         return f"<activation {self.name}>"
 
 
-class ElementwiseOp(Op):
+class ActivationOp(Op):
     """The op the engine makes of an Activation: y = f(x), dx = dy * f'(x)."""
 
     kind = "activation"
