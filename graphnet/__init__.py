@@ -4,6 +4,9 @@
 >>> g = gn.Graph("mlp")
 """
 
+import importlib
+import importlib.util
+
 from . import plugins
 from .callbacks import Callback, EarlyStopping, LearningRateLogger
 from .checkpoint import Checkpoint, load, load_checkpoint, save
@@ -12,6 +15,7 @@ from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphErr
                      UnknownNameError, UnknownOpError)
 from .gradients import GradcheckReport, gradcheck
 from .graph import Graph
+from .history import History
 from .hookspecs import hookimpl
 from .lr_schedules import Schedule
 from .model import Model
@@ -20,8 +24,16 @@ from .optim import Optimizer
 from .plugins import optimizer, schedule
 from .render import render
 from .schema import model_schema
-from .train import History
 from .version import __version__
+
+
+def __getattr__(name):
+    """Submodules on first use, so ``import graphnet; graphnet.datasets.load("moons")`` works
+    without every module being imported up front."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
