@@ -25,6 +25,7 @@ from importlib import resources
 import numpy as np
 
 from .errors import DataError, GraphnetError, UnknownOpError, did_you_mean
+from .npzfile import read_npz
 
 # --- shipped and generated datasets ---------------------------------------
 
@@ -244,12 +245,7 @@ def _load_npz(path):
         raise DataError(f"data file {path!r} is not a .npz file: a .npz is a zip archive of "
                         f".npy arrays (as numpy.savez writes), and this file is not a zip "
                         f"archive; write it with numpy.savez or use a .csv file")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"data file {path!r} is not a readable .npz file of numeric arrays: "
-                        f"{exc}") from None
+    arrays = read_npz(path, f"data file {path!r}", DataError, compressed=True)
     if not arrays:
         raise DataError(f"data file {path!r} holds no arrays")
     for k, v in arrays.items():
