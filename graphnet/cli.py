@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import traceback
+import warnings
 
 import numpy as np
 
@@ -90,6 +91,16 @@ def read_graph(path):
     return Graph.from_json(_existing(path, "model file"))
 
 
+def load_trained(path, command):
+    """The Model of a checkpoint; a JSON model file holds no trained weights, so it is refused."""
+    if not path.lower().endswith(".npz"):
+        raise UsageError(f"{path!r} is a model file, which holds no trained weights "
+                         f"(its params would be random); pass a checkpoint, e.g. "
+                         f"runs/<name>/model.npz, which 'graphnet train {path}' writes",
+                         f"{PROG} {command}")
+    return load_model(path)
+
+
 def load_model(path, seed=0):
     """A Model from a JSON model file (fresh params from ``seed``) or a checkpoint (.npz)."""
     from .model import Model
@@ -100,9 +111,15 @@ def load_model(path, seed=0):
 
 
 def load_drawable(path):
-    """What ``render`` draws: a model file's Graph (drawn even if it does not compile),
-    or a checkpoint's Model."""
-    return load_model(path) if path.lower().endswith(".npz") else read_graph(path)
+    """What ``render`` draws, and the problem that keeps it from compiling (or None): a
+    checkpoint's Model, or a model file's Graph, which is drawn even if it does not compile."""
+    if path.lower().endswith(".npz"):
+        return load_model(path), None
+    try:
+        return read_graph(path), None
+    except GraphnetError as exc:   # JSON that parses and follows the schema is still drawn
+        from .serialize import graph_from_json
+        return graph_from_json(path, compile=False), exc
 
 
 # --- commands -----------------------------------------------------------------------
@@ -206,8 +223,12 @@ def cmd_render(args):
     suffix = os.path.splitext(args.output)[1].lower()
     if suffix not in (".svg", ".png", ".pdf", ".dot"):
         raise UsageError(f"render: output {args.output!r} must end in .svg, .png, .pdf or .dot")
-    render(load_drawable(args.model), args.output, rankdir=args.rankdir, collapse=args.collapse)
+    drawable, problem = load_drawable(args.model)
+    render(drawable, args.output, rankdir=args.rankdir, collapse=args.collapse)
     print(f"wrote {args.output}")
+    if problem is not None:   # drawn with the failing node marked; the check failed: exit 1
+        _print_error(problem)
+        return EXIT_FAILED
 
 
 def cmd_train(args):
@@ -227,7 +248,7 @@ def cmd_evaluate(args):
     from . import datasets as ds
     from .runs import format_scores, scores
     from .train import evaluate
-    model = load_model(args.checkpoint)
+    model = load_trained(args.checkpoint, "evaluate")
     if args.dataset:
         options = dict(args.dataset_option or [])
         feeds = ds.to_feeds(model, ds.load(args.dataset, **options)["test"],
@@ -249,7 +270,7 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     from . import datasets as ds
-    model = load_model(args.checkpoint)
+    model = load_trained(args.checkpoint, "predict")
     arrays = ds.load_file(args.data, x=args.x, y=args.y)
     feeds = ds.to_feeds(model, arrays, source=f"data file {args.data!r}", targets=False)
     features, _ = ds.input_roles(model)
@@ -291,6 +312,17 @@ def _first(feeds):
 
 def _one_line(exc):
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _print_error(exc, prog=PROG):
+    """One line per problem on stderr: a model file's several problems each get theirs."""
+    for problem in getattr(exc, "problems", None) or [exc]:
+        print(f"{prog}: error: {_one_line(problem)}", file=sys.stderr)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning for the command: one line, without the source line quoted."""
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
 
 
 # --- the parser -----------------------------------------------------------------------
@@ -421,6 +453,14 @@ def main(argv=None):
     """Run the command line; return the exit code (0 ok, 1 check failed, 2 bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    # numpy's floating-point warnings are not shown: what they warn of (a diverging run,
+    # non-finite params) ends the command as one line from the NaN guard and the checks
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.showwarning = _print_warning
+        return _run(argv, debug)
+
+
+def _run(argv, debug):
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -437,8 +477,7 @@ def main(argv=None):
             traceback.print_exc()
         what = exc if isinstance(exc, GraphnetError) else f"{exc.strerror or exc}" + (
             f": {exc.filename!r}" if getattr(exc, "filename", None) else "")
-        prog = getattr(exc, "prog", PROG)
-        print(f"{prog}: error: {_one_line(what)}", file=sys.stderr)
+        _print_error(what, getattr(exc, "prog", PROG))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
