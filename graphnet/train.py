@@ -27,6 +27,7 @@ on across fit calls). ``seed=None`` derives the shuffle seed from
 same seeds, same data, same settings give bit-identical params.
 """
 
+import logging
 import math
 import numbers
 import shutil
@@ -44,6 +45,7 @@ from .plugins import optimizer as make_optimizer
 
 CLASSIFICATION_LOSSES = ("softmax_cross_entropy", "binary_cross_entropy")
 EVAL_BATCH_SIZE = 1024
+_log = logging.getLogger(__name__)  # library code reports, the caller decides what to show
 
 
 # --- metrics -----------------------------------------------------------------
@@ -219,7 +221,8 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
         history, start, opt, finished = _resume(model, resume, optimizer, shuffle_rng)
         if finished or start >= epochs:
             why = finished or f"it holds {start} of the {epochs} epochs asked for"
-            print(f"checkpoint {resume} has finished training ({why}); nothing more to train")
+            _log.info("checkpoint %s has finished training (%s); nothing more to train",
+                      resume, why)
             return history
     if opt is None:
         opt = _make(optimizer)
@@ -443,9 +446,14 @@ def _resume(model, path, optimizer, shuffle_rng):
     """Restore a checkpoint into model and generators: (history, epoch, optimizer, finished)."""
     ckpt = _load_checkpoint(path)
     state = getattr(ckpt, "train_state", None)
-    if not isinstance(state, dict) or "epoch" not in state or "rng" not in state:
+    if state is None:
         raise CheckpointError(f"checkpoint {path} holds no training state (it was saved "
                               f"outside fit); load it with gn.load and fit afresh instead")
+    _check_train_state(state, ckpt, f"checkpoint {path}")
+    history = ckpt.history if ckpt.history is not None else History()
+    if len(history) != state["epoch"]:
+        raise CheckpointError(f"checkpoint {path}: entry 'history' holds {len(history)} epochs, "
+                              f"entry 'train_state' says {state['epoch']}; the file is corrupted")
     params = ckpt.model.params
     if set(params) != set(model.params):
         raise CheckpointError(f"checkpoint {path} is for other params than this model's: "
@@ -471,14 +479,54 @@ def _resume(model, path, optimizer, shuffle_rng):
         opt.load_state_dict(saved_state)
     shuffle_rng.bit_generator.state = state["rng"]["shuffle"]
     model.rng.bit_generator.state = state["rng"]["model"]
-    history = ckpt.history if ckpt.history is not None else History()
     finished = state.get("finished")
     if finished == "done":
         finished = None  # all its epochs done: more epochs may still be asked for
     return history, int(state["epoch"]), opt, finished
 
 
+_TRAIN_STATE = {"epoch": "a count >= 0", "epochs": "a count >= 1", "step": "a count >= 0",
+                "batch_size": "a count >= 1", "shuffle": "true or false",
+                "finished": "null or text", "rng": "the two generators' states"}
+
+
+def _check_train_state(state, ckpt, where):
+    """Every field fit saved is there, of its type, and fits the optimizer's own count."""
+    def bad(key):
+        value = state.get(key, "(missing)") if isinstance(state, dict) else state
+        return CheckpointError(f"{where}: entry 'train_state': {key!r} must be "
+                               f"{_TRAIN_STATE[key]}, got {value!r:.80}; the file is corrupted")
+
+    if not isinstance(state, dict):
+        raise bad("epoch")
+    for key, least in (("epoch", 0), ("epochs", 1), ("step", 0), ("batch_size", 1)):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise bad(key)
+    if not isinstance(state.get("shuffle"), bool):
+        raise bad("shuffle")
+    if not (state.get("finished") is None or isinstance(state.get("finished"), str)):
+        raise bad("finished")
+    rng = state.get("rng")
+    if not isinstance(rng, dict) or set(rng) != {"shuffle", "model"}:
+        raise bad("rng")
+    for which in ("shuffle", "model"):
+        try:
+            np.random.default_rng().bit_generator.state = rng[which]
+        except Exception:  # numpy raises TypeError, ValueError or KeyError for a bad state
+            raise bad("rng") from None
+    saved = ckpt.optimizer
+    steps = saved.step_count if isinstance(saved, Optimizer) else (saved or {}).get("step")
+    if saved is not None and steps != state["step"]:
+        raise CheckpointError(f"{where}: entry 'train_state' counts {state['step']} steps, "
+                              f"entry 'optimizer' {steps}; the file is corrupted")
+
+
 # --- helpers -------------------------------------------------------------------
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _make(optimizer):
     if optimizer is None:
         return make_optimizer("adam", lr=0.001)
