@@ -13,13 +13,15 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 
 import numpy as np
 
-from .errors import DataError, GraphnetError
+from .errors import DataError, GraphnetError, Terminated, on_sigterm
 from .util import atomic_write
 
 PROG = "graphnet"
@@ -558,6 +560,7 @@ def main(argv=None):
     """Run the command line; return the exit code (0 ok, 1 check failed, 2 bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    previous = on_sigterm() if threading.current_thread() is threading.main_thread() else None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -577,6 +580,10 @@ def main(argv=None):
         prog = getattr(exc, "prog", PROG)
         print(f"{prog}: error: {_one_line(what)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: interrupted{' (SIGTERM)' if terminated else ''}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
