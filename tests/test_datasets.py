@@ -11,9 +11,9 @@ GENERATED = ["moons", "spirals", "xor", "sine"]
 # --- registered datasets ------------------------------------------------------
 
 def test_every_builtin_dataset_is_a_plugin():
-    names = {e.name for e in gn.plugins.list("dataset")}
+    names = {e.name for e in gn.plugins.entries("dataset")}
     assert {"digits", *GENERATED} <= names
-    for e in gn.plugins.list("dataset"):
+    for e in gn.plugins.entries("dataset"):
         if e.name in GENERATED:
             assert e.distribution == "graphnet"
             assert {"n", "noise", "seed", "test_fraction"} <= set(e.obj.options)
@@ -149,8 +149,8 @@ def test_npz_with_object_arrays_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("content, words", [
-    (b"not a zip at all", "not a readable .npz"),
-    (b"PK\x03\x04broken", "not a readable .npz"),
+    (b"not a zip at all", "is not a .npz file: .* not a zip archive"),
+    (b"PK\x03\x04broken", "is not a .npz file: .* not a zip archive"),
 ])
 def test_corrupt_npz_is_named(tmp_path, content, words):
     path = tmp_path / "bad.npz"
