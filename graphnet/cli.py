@@ -455,9 +455,6 @@ def main(argv=None):
     """Run the command line; return the exit code (0 ok, 1 check failed, 2 bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
-<<<<<<< HEAD
-    previous = on_sigterm() if threading.current_thread() is threading.main_thread() else None
-=======
     # numpy's floating-point warnings are not shown: what they warn of (a diverging run,
     # non-finite params) ends the command as one line from the NaN guard and the checks
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -466,7 +463,7 @@ def main(argv=None):
 
 
 def _run(argv, debug):
->>>>>>> main
+    previous = on_sigterm() if threading.current_thread() is threading.main_thread() else None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
