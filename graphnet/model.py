@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from .errors import GraphnetError, did_you_mean
+from .errors import GraphnetError, PluginError, did_you_mean, origin
 from .graph import Graph
 from .plugins import registry
 from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds
@@ -121,6 +121,14 @@ class Model:
                 except TypeError as exc:
                     raise GraphnetError(f"node {node.name!r}: initializer {init!r} of param "
                                         f"{pname!r} rejected {kwargs}: {exc}") from None
+                except GraphnetError:
+                    raise
+                except Exception as exc:
+                    err = PluginError(f"node {node.name!r}: initializer {init!r} from "
+                                      f"{origin(initializer.fn)} raised {type(exc).__name__} "
+                                      f"for param {pname!r}: {exc}")
+                    err.node = node.name
+                    raise err from exc
                 if value.shape != tuple(spec.shape):
                     raise GraphnetError(f"initializer {init!r} returned shape {value.shape} for "
                                         f"{node.name}.{pname}, which needs {spec.shape}")
@@ -183,7 +191,7 @@ class Model:
     def _run(self, outputs, feeds, training):
         """Forward through the plan for ``outputs``; its slot values (engine-owned)."""
         plan = self.plan(outputs)
-        fed, _ = check_feeds(plan, feeds, self.dtype, self.program.inputs)
+        fed, batch = check_feeds(plan, feeds, self.dtype, self.program.inputs)
         vals = [None] * plan.size
         for slot, arr in fed.items():
             vals[slot] = arr
@@ -191,7 +199,7 @@ class Model:
         for slot, key in plan.param_slots:
             vals[slot] = params[key]
         plan.set_mode(bool(training), self.rng)
-        plan.run_forward(vals)
+        plan.run_forward(vals, batch, self.dtype)
         self._last = (plan, vals)
         return vals
 
