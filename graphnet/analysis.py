@@ -39,8 +39,7 @@ from .errors import GraphnetError
 from .gradients import _central_difference
 from .graph import Graph
 from .model import Model
-from .optim import optimizer as make_optimizer
-from .plugins import registry
+from .plugins import optimizer as make_optimizer, registry
 
 
 # --- building ------------------------------------------------------------------
@@ -180,7 +179,7 @@ def node_gradients(model, feeds, nodes, eps=1e-6):
     g = tapped(model.graph, nodes)
     m = Model(g, seed=model.seed, dtype="float64")
     for key, value in model.params.items():
-        m.params[key] = np.array(value, dtype=np.float64)
+        np.copyto(m.params[key], value)
     feeds = {k: (np.array(v, dtype=np.float64) if np.asarray(v).dtype.kind == "f"
                  else np.asarray(v)) for k, v in feeds.items()}
     batch = len(next(iter(feeds.values())))

@@ -8,18 +8,19 @@ it, so a damaged or foreign file is a CheckpointError naming what is wrong.
 """
 
 import datetime
-import io
 import json
-import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .history import History
+from .npzfile import read_npz
+from .util import atomic_write
 from .serialize import _from_text, graph_to_json
+from .version import __version__
 
 CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
 
@@ -28,14 +29,14 @@ CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
 class Checkpoint:
     """What ``load_checkpoint`` returns: a model, and how to go on training it.
 
-    ``optimizer`` is rebuilt with its state (or None), ``history`` and
-    ``train_state`` are the dicts that were saved (or None), ``metadata`` holds
+    ``optimizer`` is rebuilt with its state (or None), ``history`` is a
+    ``gn.History`` (or None), ``train_state`` the dict that was saved (or None), ``metadata`` holds
     the format, graphnet version, time, dtype, seed and param names.
     """
 
     model: object
     optimizer: object = None
-    history: dict = None
+    history: History = None
     train_state: dict = None
     metadata: dict = None
     path: str = None
@@ -45,7 +46,7 @@ def save(model, path, optimizer=None, history=None, train_state=None):
     """Write ``model`` (graph, params, RNG state) to one ``.npz`` checkpoint, atomically.
 
     ``optimizer`` adds its ``state_dict()`` (state per param name and step count);
-    ``history`` (a dict or anything with ``to_dict()``) and ``train_state``
+    ``history`` (a ``gn.History`` or its ``to_dict()`` form) and ``train_state``
     (a JSON-able dict: epoch, RNG states...) are stored as JSON. The file is
     written to a temporary file in the same folder, flushed, fsynced and then
     renamed over ``path``, so a crash leaves the previous checkpoint whole.
@@ -58,7 +59,6 @@ def save(model, path, optimizer=None, history=None, train_state=None):
     >>> gn.load(path).params["fc.weight"].shape
     (2, 1)
     """
-    from . import __version__
     path = os.fspath(path)
     where = f"checkpoint {path!r}"
     seed = model.seed if isinstance(model.seed, (int, np.integer)) else None
@@ -79,11 +79,13 @@ def save(model, path, optimizer=None, history=None, train_state=None):
         arrays["optimizer"] = _utf8(_dump(_optimizer_json(optimizer, arrays, where),
                                           f"{where}: optimizer state"))
     if history is not None:
-        if hasattr(history, "to_dict"):
+        if isinstance(history, History):
             history = history.to_dict()
-        if not isinstance(history, dict):
-            raise CheckpointError(f"{where}: history must be a dict or have to_dict(), got "
-                                  f"{type(history).__name__}")
+        try:
+            History.from_dict(history)
+        except GraphnetError as exc:
+            raise CheckpointError(f"{where}: history must be a gn.History or its to_dict() "
+                                  f"form: {exc}") from None
         arrays["history"] = _utf8(_dump(history, f"{where}: history"))
     if train_state is not None:
         if not isinstance(train_state, dict):
@@ -91,7 +93,7 @@ def save(model, path, optimizer=None, history=None, train_state=None):
                                   f"{type(train_state).__name__}")
         arrays["train_state"] = _utf8(_dump(train_state, f"{where}: train_state"))
     arrays["meta"] = _utf8(_dump(meta, f"{where}: metadata"))
-    _atomic_write(path, lambda f: _write_npz(f, arrays), CheckpointError)
+    atomic_write(path, lambda f: _write_npz(f, arrays), CheckpointError)
 
 
 def load(path):
@@ -125,29 +127,21 @@ def load_checkpoint(path):
           f"{where}: seed {seed!r} is not a non-negative integer")
     if "graph" not in arrays:
         raise CheckpointError(f"{where}: holds no graph")
-    try:
-        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
-        model = Model(graph, seed=seed, dtype=dtype)
-    except GraphnetError as exc:
-        raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
-
     stored = {}
     for i, name in enumerate(names):
         key = f"param_{i}"
         _need(key in arrays, f"{where}: param {name!r} is missing (no array {key!r})")
         stored[name] = arrays.pop(key)
-    missing = [k for k in model.params if k not in stored]
-    extra = [k for k in stored if k not in model.params]
-    _need(not missing, f"{where}: params missing for {missing}")
-    _need(not extra, f"{where}: params {extra} are not in model {model.name!r}"
-          f"{did_you_mean(extra[0], model.params) if extra else ''}")
+    try:
+        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
+        _check_params(stored, _param_shapes(graph), np.dtype(dtype), graph.name, where)
+        model = Model(graph, seed=seed, dtype=dtype)  # only now: what it allocates is stored
+    except CheckpointError:
+        raise
+    except GraphnetError as exc:
+        raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
     for name, value in stored.items():
-        want = model.params[name]
-        _need(value.shape == want.shape, f"{where}: param {name!r} has shape {value.shape}, "
-              f"the model needs {want.shape}")
-        _need(value.dtype == want.dtype, f"{where}: param {name!r} is {value.dtype}, the model "
-              f"is {want.dtype}")
-        model.params[name] = value.copy()
+        np.copyto(model.params[name], value)  # in place: params stay views of one flat buffer
     try:
         model.rng.bit_generator.state = meta.get("rng")
     except Exception as exc:  # numpy raises TypeError, ValueError or KeyError for a bad state
@@ -159,13 +153,38 @@ def load_checkpoint(path):
         opt = _restore_optimizer(_json_entry(arrays, "optimizer", where), arrays, model, where)
     history = _json_entry(arrays, "history", where)
     train_state = _json_entry(arrays, "train_state", where)
-    _need(history is None or isinstance(history, dict), f"{where}: history is not a dict")
+    if history is not None:
+        try:
+            history = History.from_dict(history)
+        except GraphnetError as exc:
+            raise CheckpointError(f"{where}: its history is not a History's: {exc}") from None
     _need(train_state is None or isinstance(train_state, dict),
           f"{where}: train_state is not a dict")
     known = {"meta", "graph", "optimizer", "history", "train_state"}
     extra = [k for k in arrays if k not in known and not k.startswith("opt_")]
     _need(not extra, f"{where}: unexpected entries {extra}")
     return Checkpoint(model, opt, history, train_state, meta, path)
+
+
+def _param_shapes(graph):
+    """{param name: shape} the graph declares, found without allocating any of them."""
+    from .scheduler import Program
+    return {f"{node.name}.{pname}": tuple(spec.shape)
+            for node in Program(graph).nodes.values() for pname, spec in node.params.items()}
+
+
+def _check_params(stored, shapes, dtype, model_name, where):
+    """The stored params are exactly the graph's, of its shapes and the model's dtype."""
+    missing = [k for k in shapes if k not in stored]
+    extra = [k for k in stored if k not in shapes]
+    _need(not missing, f"{where}: params missing for {missing}")
+    _need(not extra, f"{where}: params {extra} are not in model {model_name!r}"
+          f"{did_you_mean(extra[0], shapes) if extra else ''}")
+    for name, value in stored.items():
+        _need(value.shape == shapes[name], f"{where}: param {name!r} has shape {value.shape}, "
+              f"the model needs {shapes[name]}")
+        _need(value.dtype == dtype, f"{where}: param {name!r} is {value.dtype}, the model "
+              f"is {dtype}")
 
 
 def _need(ok, message):
@@ -242,7 +261,7 @@ def _optimizer_json(optimizer, arrays, where):
 
 
 def _restore_optimizer(data, arrays, model, where):
-    from .optim import optimizer as make
+    from .plugins import optimizer as make
     _need(isinstance(data, dict), f"{where}: optimizer entry is not a JSON object")
     name, step, hyper, refs = (data.get(k) for k in ("name", "step", "hyper", "state"))
     _need(isinstance(name, str), f"{where}: optimizer has no name")
@@ -267,6 +286,7 @@ def _restore_optimizer(data, arrays, model, where):
     except Exception as exc:
         raise CheckpointError(f"{where}: optimizer {name!r} rejects the saved "
                               f"hyperparameters {hyper}: {exc}") from None
+    _check_moments(opt, state, step, model, where)
     try:
         opt.load_state_dict({**data, "state": state})
     except Exception as exc:
@@ -275,44 +295,28 @@ def _restore_optimizer(data, arrays, model, where):
     return opt
 
 
+def _check_moments(opt, state, step, model, where):
+    """The saved state holds, for every param, the very arrays the optimizer's own
+    ``init_state`` makes: same names, shapes and dtype (none missing, renamed or extra)."""
+    for pname, param in model.params.items():
+        want = opt.init_state(param)
+        have = state.get(pname)
+        if have is None:
+            _need(not want or step == 0, f"{where}: optimizer {opt.name!r} has no state for "
+                  f"param {pname!r} after {step} steps; the file is corrupted")
+            continue
+        missing = [k for k in want if k not in have]
+        extra = [k for k in have if k not in want]
+        _need(not missing and not extra, f"{where}: optimizer state of {pname!r} holds "
+              f"{sorted(have)}, {opt.name!r} keeps {sorted(want)}; the file is corrupted")
+        for key, arr in have.items():
+            ref = np.asarray(want[key])
+            _need(arr.shape == ref.shape and arr.dtype == ref.dtype,
+                  f"{where}: optimizer state {pname}.{key} is {arr.dtype} {arr.shape}, "
+                  f"{opt.name!r} needs {ref.dtype} {ref.shape}")
+
+
 # --- the file itself ----------------------------------------------------------
-
-def _atomic_write(path, write, error):
-    """Write via a temporary file in the same folder, fsync, rename, fsync the folder."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp")
-    except OSError as exc:
-        raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # some systems cannot open a folder; the rename is still atomic
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
 
 def _write_npz(f, arrays):
     """An uncompressed .npz (what np.savez writes), refusing object arrays."""
@@ -325,62 +329,8 @@ def _write_npz(f, arrays):
 
 def _read_npz(path, where):
     """Every array of the file, checked before numpy parses it; no pickle, ever."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{where} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where} is a folder, not a checkpoint file") from None
-    except Exception as exc:  # BadZipFile, OSError, EOFError, ValueError on a damaged file
-        raise CheckpointError(f"{where} is not a readable .npz file ({type(exc).__name__}: "
-                              f"{exc}); it is truncated, corrupted or not a checkpoint") from None
-    arrays = {}
-    with zf:
-        try:
-            infos = zf.infolist()
-            for info in infos:
-                name = info.filename
-                _need(name.endswith(".npy") and "/" not in name,
-                      f"{where}: unexpected entry {name!r}; not a graphnet checkpoint")
-                _need(info.compress_type == zipfile.ZIP_STORED,
-                      f"{where}: entry {name!r} is compressed; graphnet writes checkpoints "
-                      f"uncompressed")
-                raw = zf.read(info)     # checks the CRC: flipped bytes are caught here
-                key = name[:-4]
-                _need(key not in arrays, f"{where}: entry {key!r} appears twice")
-                arrays[key] = _parse_npy(raw, key, where)
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(f"{where} is corrupted ({type(exc).__name__}: {exc}); "
-                                  f"restore it or use an earlier checkpoint") from None
+    arrays = read_npz(path, where, CheckpointError)
+    for key in arrays:
+        _need("/" not in key, f"{where}: unexpected entry {key + '.npy'!r}; not a graphnet "
+              f"checkpoint")
     return arrays
-
-
-def _parse_npy(raw, key, where):
-    f = io.BytesIO(raw)
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unknown .npy version {version}")
-    except Exception as exc:
-        raise CheckpointError(f"{where}: entry {key!r} is not a readable array ({exc})") from None
-    if dtype.hasobject:
-        raise CheckpointError(f"{where}: entry {key!r} holds Python objects (a pickle), which "
-                              f"graphnet never loads: it could run code. Only trust "
-                              f"checkpoints written by graphnet.save")
-    _need(dtype.kind in "biuf" and dtype.fields is None,
-          f"{where}: entry {key!r} has dtype {dtype}, not a plain numeric array")
-    size = math.prod(shape) * dtype.itemsize
-    _need(size == len(raw) - f.tell(), f"{where}: entry {key!r} claims {size} bytes of data "
-          f"but holds {len(raw) - f.tell()}; the file is truncated or corrupted")
-    f.seek(0)
-    try:
-        return np.load(f, allow_pickle=False)
-    except Exception as exc:
-        raise CheckpointError(f"{where}: entry {key!r} cannot be read ({exc})") from None

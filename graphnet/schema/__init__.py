@@ -16,10 +16,12 @@ from importlib import resources
 
 import jsonschema
 
-from ..checkpoint import _atomic_write
 from ..errors import SchemaError
-from ..graph import NAME
-from ..serialize import FORMAT, _plain
+from ..graph import MODEL_NAME, NAME
+from ..util import atomic_write, plain
+
+FORMAT = "graphnet-model/1"
+"""The ``format`` every model file carries; a later incompatible form gets /2."""
 
 SCHEMA_FILE = "schema/model-1.json"  # inside the graphnet package
 
@@ -49,7 +51,7 @@ def write_schema(path=None):
     if path is None:
         path = os.path.join(os.path.dirname(__file__), os.path.basename(SCHEMA_FILE))
     data = schema_text(builtins_only=True).encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data), SchemaError)
+    atomic_write(path, lambda f: f.write(data), SchemaError)
     return path
 
 
@@ -73,7 +75,7 @@ def _builtin_tables():
 def _json_default(value):
     """A default as JSON, or None when it has no JSON form."""
     try:
-        return True, _plain(value, "default")
+        return True, plain(value, "default")
     except SchemaError:
         return False, None
 
@@ -166,7 +168,7 @@ def _build_schema(tables):
     for iname in inits:
         init = tables["initializer"][iname].obj
         props = {"name": {"const": iname}}
-        props.update({k: _value_schema(v) for k, v in init.attrs.items()})
+        props.update({k: _attr_schema(spec) for k, spec in init.attrs.items()})
         init_cases.append({"if": {"properties": {"name": {"const": iname}}},
                            "then": {"properties": props, "additionalProperties": False}})
     defs["init"] = {
@@ -261,7 +263,9 @@ def _build_schema(tables):
         "properties": {
             "$schema": {"type": "string"},
             "format": {"const": FORMAT},
-            "name": {"type": "string", "minLength": 1},
+            "name": {"type": "string", "minLength": 1, "pattern": MODEL_NAME.pattern,
+                     "description": "the model's name, also its run folder runs/<name>: no "
+                                    "'/', '\\', control characters, '.' or '..'"},
             "inputs": {"type": "array", "items": {"$ref": "#/$defs/input"}},
             "nodes": {"type": "array", "items": {"$ref": "#/$defs/node"}},
             "outputs": {"type": "array", "items": {"$ref": "#/$defs/name"}},
