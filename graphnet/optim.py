@@ -40,7 +40,7 @@ import operator
 import numpy as np
 
 from .errors import GraphnetError, PluginError, did_you_mean, origin
-from .schedules import Schedule
+from .lr_schedules import Schedule
 
 
 class Optimizer:

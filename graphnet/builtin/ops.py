@@ -71,7 +71,7 @@ class Dense(Op):
         return (dx, dw, db) if len(ctx.needs_grad) == 3 else (dx, dw)
 
 
-class Elementwise(Op):
+class BroadcastMerge(Op):
     """Shared logic of add, sub and mul: per-sample numpy broadcasting."""
 
     kind = "merge"
@@ -106,7 +106,7 @@ class Elementwise(Op):
         return g.sum(axis=axes, keepdims=True).reshape(g.shape[:1] + tuple(shape))
 
 
-class Add(Elementwise):
+class Add(BroadcastMerge):
     """a + b (a residual or skip connection)."""
 
     name = "add"
@@ -120,7 +120,7 @@ class Add(Elementwise):
         return self.unbroadcast(dy, sa), self.unbroadcast(dy, sb)
 
 
-class Sub(Elementwise):
+class Sub(BroadcastMerge):
     """a - b."""
 
     name = "sub"
@@ -134,7 +134,7 @@ class Sub(Elementwise):
         return self.unbroadcast(dy, sa), self.unbroadcast(-dy, sb)
 
 
-class Mul(Elementwise):
+class Mul(BroadcastMerge):
     """a * b, elementwise (a gate, or a square with the same input twice)."""
 
     name = "mul"
