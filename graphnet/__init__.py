@@ -13,6 +13,7 @@ from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphErr
 from .gradients import GradcheckReport, gradcheck
 from .graph import Graph
 from .model import Model
+from .onnx import from_onnx, to_onnx
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
 from .optim import Optimizer, optimizer
 from .plugins import hookimpl
@@ -28,6 +29,7 @@ __all__ = [
     "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
     "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
     "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "Schedule", "SchemaError",
-    "ShapeError", "TrainingError", "UnknownOpError", "gradcheck", "hookimpl", "load",
-    "load_checkpoint", "model_schema", "optimizer", "plugins", "render", "save", "schedule",
+    "ShapeError", "TrainingError", "UnknownOpError", "from_onnx", "gradcheck", "hookimpl",
+    "load", "load_checkpoint", "model_schema", "optimizer", "plugins", "render", "save",
+    "schedule", "to_onnx",
 ]
