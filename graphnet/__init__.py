@@ -15,14 +15,15 @@ from .graph import Graph
 from .model import Model
 from .onnx import from_onnx, to_onnx
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
-from .optim import Optimizer, optimizer
-from .plugins import hookimpl
+from .hookspecs import hookimpl
+from .optim import Optimizer
+from .plugins import optimizer, schedule
 from .render import render
-from .schedules import Schedule, schedule
+from .schedules import Schedule
 from .schema import model_schema
 from .train import History
+from .version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",

@@ -39,8 +39,7 @@ from .errors import GraphnetError
 from .gradients import _central_difference
 from .graph import Graph
 from .model import Model
-from .optim import optimizer as make_optimizer
-from .plugins import registry
+from .plugins import optimizer as make_optimizer, registry
 
 
 # --- building ------------------------------------------------------------------

@@ -12,14 +12,15 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .util import atomic_write
 from .serialize import _from_text, graph_to_json
+from .version import __version__
 
 CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
 
@@ -58,7 +59,6 @@ def save(model, path, optimizer=None, history=None, train_state=None):
     >>> gn.load(path).params["fc.weight"].shape
     (2, 1)
     """
-    from . import __version__
     path = os.fspath(path)
     where = f"checkpoint {path!r}"
     seed = model.seed if isinstance(model.seed, (int, np.integer)) else None
@@ -91,7 +91,7 @@ def save(model, path, optimizer=None, history=None, train_state=None):
                                   f"{type(train_state).__name__}")
         arrays["train_state"] = _utf8(_dump(train_state, f"{where}: train_state"))
     arrays["meta"] = _utf8(_dump(meta, f"{where}: metadata"))
-    _atomic_write(path, lambda f: _write_npz(f, arrays), CheckpointError)
+    atomic_write(path, lambda f: _write_npz(f, arrays), CheckpointError)
 
 
 def load(path):
@@ -242,7 +242,7 @@ def _optimizer_json(optimizer, arrays, where):
 
 
 def _restore_optimizer(data, arrays, model, where):
-    from .optim import optimizer as make
+    from .plugins import optimizer as make
     _need(isinstance(data, dict), f"{where}: optimizer entry is not a JSON object")
     name, step, hyper, refs = (data.get(k) for k in ("name", "step", "hyper", "state"))
     _need(isinstance(name, str), f"{where}: optimizer has no name")
@@ -276,43 +276,6 @@ def _restore_optimizer(data, arrays, model, where):
 
 
 # --- the file itself ----------------------------------------------------------
-
-def _atomic_write(path, write, error):
-    """Write via a temporary file in the same folder, fsync, rename, fsync the folder."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp")
-    except OSError as exc:
-        raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # some systems cannot open a folder; the rename is still atomic
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
 
 def _write_npz(f, arrays):
     """An uncompressed .npz (what np.savez writes), refusing object arrays."""

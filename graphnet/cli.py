@@ -20,6 +20,7 @@ import traceback
 import numpy as np
 
 from .errors import DataError, GraphnetError
+from .util import atomic_write
 
 PROG = "graphnet"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -244,7 +245,7 @@ def cmd_schema(args):
     schema = model_schema()
     text = json.dumps(schema, indent=2) + "\n"
     if args.output:
-        _atomic(args.output, lambda f: f.write(text.encode()))
+        atomic_write(args.output, lambda f: f.write(text.encode()), GraphnetError)
         print(f"wrote {args.output}")
     else:
         print(text, end="")
@@ -262,7 +263,7 @@ def cmd_render(args):
 def cmd_train(args):
     from . import datasets as ds
     from .model import Model
-    from .optim import optimizer as make_optimizer
+    from .plugins import optimizer as make_optimizer
     from .serialize import training_block
     from .train import evaluate, fit
 
@@ -374,14 +375,14 @@ def cmd_predict(args):
         raise UsageError(f"predict: output {args.output!r} must end in .npy, .csv or .npz")
     outputs = model.predict(feeds, batch_size=args.batch_size)
     if suffix == ".npz":
-        _atomic(args.output, lambda f: np.savez(f, **outputs))
+        atomic_write(args.output, lambda f: np.savez(f, **outputs), GraphnetError)
     else:
         if len(outputs) != 1:
             raise UsageError(f"model {model.name!r} has {len(outputs)} outputs "
                              f"({', '.join(outputs)}); write them to a .npz file")
         (name, values), = outputs.items()
         if suffix == ".npy":
-            _atomic(args.output, lambda f: np.save(f, values))
+            atomic_write(args.output, lambda f: np.save(f, values), GraphnetError)
         else:
             flat = values.reshape(len(values), -1)
             cols = [name] if flat.shape[1] == 1 and values.ndim == 1 else [
@@ -392,7 +393,7 @@ def cmd_predict(args):
                 flat = np.column_stack([flat, guess.astype(flat.dtype)])
             text = ",".join(cols) + "\n" + "\n".join(
                 ",".join(f"{v:.9g}" for v in row) for row in flat) + "\n"
-            _atomic(args.output, lambda f: f.write(text.encode()))
+            atomic_write(args.output, lambda f: f.write(text.encode()), GraphnetError)
     n = len(_first(feeds))
     print(f"wrote {args.output} ({', '.join(f'{k} {v.shape}' for k, v in outputs.items())} "
           f"for {n} samples)")
@@ -404,23 +405,9 @@ def _first(feeds):
     return next(iter(feeds.values()))
 
 
-def _atomic(path, write):
-    """Write through a temporary file in the same folder, then replace: never half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _write_json(path, data):
     text = json.dumps(data, indent=2) + "\n"
-    _atomic(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()), GraphnetError)
 
 
 def _render_quietly(model, path):

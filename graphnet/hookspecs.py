@@ -27,6 +27,9 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("graphnet")
 
+hookimpl = pluggy.HookimplMarker("graphnet")
+"""Marks a plugin's hook functions: ``@graphnet.hookimpl def graphnet_ops(): ...``."""
+
 
 @hookspec
 def graphnet_ops():

@@ -15,11 +15,12 @@ gets a builder and the ONNX names of its inputs then params, in the order
 ``forward`` gets the arrays, and returns the name of its output.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import GraphError, ShapeError, UnknownOpError, did_you_mean
 
 REQUIRED = object()
 """Default of an attr that every node must set (``dense``'s ``units``)."""
@@ -43,6 +44,64 @@ class Attr:
     @property
     def required(self):
         return self.default is REQUIRED
+
+
+def check_attr(where, key, spec, value, find=None):
+    """Check one attr value against its Attr spec; return it normalised.
+
+    ``find(kind, name)`` (the registry's ``get``) checks that an initializer
+    name exists; without it only the form of an "init" attr is checked.
+
+    >>> check_attr("node 'fc'", "units", Attr(REQUIRED, "int", min=1), 3.0)
+    Traceback (most recent call last):
+    graphnet.errors.GraphError: node 'fc': attr 'units' must be an integer, got 3.0
+    """
+    kind = spec.kind
+
+    def bad(expected):
+        return GraphError(f"{where}: attr {key!r} must be {expected}, got {value!r}")
+
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise bad("an integer")
+        value = int(value)
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise bad("a number")
+        value = float(value)
+        if not math.isfinite(value):
+            raise bad("a finite number")
+    elif kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise bad("true or false")
+        value = bool(value)
+    elif kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif kind in ("shape", "int_list"):
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in value):
+            raise bad("a list of integers")
+        value = tuple(int(d) for d in value)
+        if kind == "shape" and any(d < -1 or d == 0 for d in value):
+            raise bad("a shape of positive sizes (one -1 allowed in reshape)")
+    elif kind == "init":
+        name = value.get("name") if isinstance(value, dict) else value
+        if not isinstance(name, str):
+            raise bad('an initializer name or {"name": ..., ...}')
+        try:
+            if find is not None:
+                find("initializer", name)
+        except UnknownOpError as exc:
+            raise GraphError(f"{where}: attr {key!r}: {exc}") from None
+    if spec.choices is not None and value not in spec.choices:
+        raise GraphError(f"{where}: attr {key!r} must be one of {list(spec.choices)}, "
+                         f"got {value!r}{did_you_mean(value, spec.choices)}")
+    if spec.min is not None and value < spec.min:
+        raise GraphError(f"{where}: attr {key!r} must be >= {spec.min}, got {value!r}")
+    if spec.max is not None and value > spec.max:
+        raise GraphError(f"{where}: attr {key!r} must be <= {spec.max}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)

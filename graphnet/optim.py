@@ -19,9 +19,9 @@ What every optimizer gets from this base class, without writing a line:
   ``weight_decay >= 0``; a bad one raises ``GraphnetError`` naming it.
   ``graphnet.optimizer(name, **hyper)`` also refuses unknown names, with a
   did-you-mean.
-- a learning-rate schedule: ``lr`` may be a ``graphnet.Schedule`` (or its
-  dict form, ``{"name": "cosine", "lr": 0.1, "steps": 1000}``); ``self.lr``
-  then holds the schedule's value for the update being made.
+- a learning-rate schedule: ``lr`` may be a ``graphnet.Schedule`` (and, through
+  ``graphnet.optimizer``, its dict form ``{"name": "cosine", "lr": 0.1, "steps": 1000}``);
+  ``self.lr`` then holds the schedule's value for the update being made.
 - gradient clipping by global norm: ``clip_norm=c`` scales the gradients of
   one step together so that their global L2 norm is at most ``c`` (the
   caller's gradient arrays are left untouched).
@@ -33,7 +33,6 @@ buffer, one fused expression), as long as it starts with
 ``state_dict()``.
 """
 
-import inspect
 import math
 import numbers
 import operator
@@ -41,7 +40,7 @@ import operator
 import numpy as np
 
 from .errors import GraphnetError, did_you_mean
-from .schedules import Schedule, as_schedule
+from .schedules import Schedule
 
 
 class Optimizer:
@@ -71,7 +70,11 @@ class Optimizer:
     arrays of a large model would not; small models take one call."""
 
     def __init__(self, lr=0.01, *, clip_norm=None, **hyper):
-        self.schedule = as_schedule(lr) if isinstance(lr, (dict, Schedule)) else None
+        if isinstance(lr, dict):
+            raise GraphnetError(f"optimizer {self.name or type(self).__name__!r}: lr {lr!r} is a "
+                                f"schedule's data form; build it with graphnet.optimizer(name, "
+                                f"lr={{...}}), or pass graphnet.schedule(...) as lr")
+        self.schedule = lr if isinstance(lr, Schedule) else None
         self.hyper = {"lr": self.schedule if self.schedule is not None else lr, **hyper}
         for key, value in self.hyper.items():
             _check_hyper(self.name or type(self).__name__, key, value)
@@ -299,39 +302,6 @@ def clip_grad_norm(grads, max_norm):
         for g in grads.values():
             g *= max_norm / norm
     return norm
-
-
-def optimizer(name, **hyper):
-    """Build a registered optimizer by name: ``optimizer("adam", lr=1e-3)``.
-
-    Unknown hyperparameter names are refused with a did-you-mean.
-    ``clip_norm`` works for every optimizer, builtin or not.
-
-    >>> optimizer("momentum", lr=0.1, beta=0.9)
-    Momentum(lr=0.1, beta=0.9, nesterov=False)
-    """
-    from .plugins import get
-    cls = get("optimizer", name)
-    clip_norm = hyper.pop("clip_norm", None)
-    check_names(f"optimizer {name!r}", cls, hyper)
-    opt = cls(**hyper)
-    if clip_norm is not None:
-        opt.set_clip_norm(clip_norm)
-    return opt
-
-
-def check_names(what, cls, given):
-    """Refuse keyword names that ``cls.__init__`` does not take, with a did-you-mean."""
-    sig = inspect.signature(cls.__init__)
-    params = [p for p in list(sig.parameters.values())[1:]
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    known = [p.name for p in params]
-    for key in given:
-        if key not in known:
-            raise GraphnetError(f"{what} has no hyperparameter {key!r}"
-                                f"{did_you_mean(key, known)}; it takes {', '.join(known)}")
 
 
 def _check_positive(owner, key, value):

@@ -25,6 +25,7 @@ import builtins
 import importlib
 import importlib.metadata
 import inspect
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -33,11 +34,11 @@ from typing import NamedTuple
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, UnknownOpError, did_you_mean
+from .errors import GraphnetError, PluginError, UnknownOpError, did_you_mean
+from .hookspecs import hookimpl
 from .ops import Activation, Attr, Dataset, ElementwiseOp, Initializer, Op
-
-hookimpl = pluggy.HookimplMarker("graphnet")
-"""Marks a plugin's hook functions: ``@graphnet.hookimpl def graphnet_ops(): ...``."""
+from .optim import Optimizer
+from .schedules import Schedule
 
 BUILTIN_PLUGINS = (
     "graphnet.builtin.ops",
@@ -398,8 +399,6 @@ def _check(kind, obj, who, hook):
             raise PluginError(f"{bad}: fn and derivative must be callables")
         return obj
     if kind in ("optimizer", "schedule"):
-        from .optim import Optimizer
-        from .schedules import Schedule
         base = {"optimizer": Optimizer, "schedule": Schedule}[kind]
         if not (inspect.isclass(obj) and issubclass(obj, base)):
             hint = " (return the class, not an instance)" if isinstance(obj, base) else ""
@@ -441,14 +440,12 @@ def _as_plugin(obj):
 
 
 def _kind_of(obj):
-    from .optim import Optimizer
     if isinstance(obj, Activation):
         return "activation"
     if isinstance(obj, Op) or (inspect.isclass(obj) and issubclass(obj, Op)):
         return "op"
     if inspect.isclass(obj) and issubclass(obj, Optimizer):
         return "optimizer"
-    from .schedules import Schedule
     if inspect.isclass(obj) and issubclass(obj, Schedule):
         return "schedule"
     if isinstance(obj, Initializer):
@@ -522,3 +519,67 @@ def failures():
 def get(kind, name):
     """The object registered as ``name`` of ``kind`` ("op", "activation", ...)."""
     return registry().get(kind, name)
+
+
+# --- building optimizers and schedules by name ---------------------------------
+
+def optimizer(name, **hyper):
+    """Build a registered optimizer by name: ``optimizer("adam", lr=1e-3)``.
+
+    Unknown hyperparameter names are refused with a did-you-mean.
+    ``clip_norm`` works for every optimizer, builtin or not, and ``lr`` may be
+    a schedule's dict form (``{"name": "cosine", "lr": 0.1, "steps": 100}``).
+
+    >>> optimizer("momentum", lr=0.1, beta=0.9)
+    Momentum(lr=0.1, beta=0.9, nesterov=False)
+    """
+    cls = get("optimizer", name)
+    clip_norm = hyper.pop("clip_norm", None)
+    check_names(f"optimizer {name!r}", cls, hyper)
+    if isinstance(hyper.get("lr"), dict):
+        hyper["lr"] = as_schedule(hyper["lr"], where=f"optimizer {name!r}: lr")
+    opt = cls(**hyper)
+    if clip_norm is not None:
+        opt.set_clip_norm(clip_norm)
+    return opt
+
+
+def schedule(name, **config):
+    """Build a registered schedule by name: ``schedule("cosine", lr=0.1, steps=1000)``.
+
+    Unknown settings are refused with a did-you-mean.
+    """
+    cls = get("schedule", name)
+    check_names(f"schedule {name!r}", cls, config)
+    return cls(**config)
+
+
+def as_schedule(value, where="lr"):
+    """A Schedule from a Schedule, its dict form ``{"name": ..., ...}`` or a constant number."""
+    if isinstance(value, Schedule):
+        return value
+    if isinstance(value, dict):
+        config = dict(value)
+        name = config.pop("name", None)
+        if not isinstance(name, str):
+            raise GraphnetError(f"{where}: a schedule given as a dict needs a 'name' (one of "
+                                f"the registered schedules, e.g. 'cosine'), got {value!r}")
+        return schedule(name, **config)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return schedule("constant", lr=value)
+    raise GraphnetError(f"{where}: expected a number, a graphnet.Schedule or a schedule dict, "
+                        f"got {value!r}")
+
+
+def check_names(what, cls, given):
+    """Refuse keyword names that ``cls.__init__`` does not take, with a did-you-mean."""
+    sig = inspect.signature(cls.__init__)
+    params = [p for p in builtins.list(sig.parameters.values())[1:]
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    known = [p.name for p in params]
+    for key in given:
+        if key not in known:
+            raise GraphnetError(f"{what} has no hyperparameter {key!r}"
+                                f"{did_you_mean(key, known)}; it takes {', '.join(known)}")

@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import FeedError, GraphError, GraphnetError, ShapeError, UnknownOpError, did_you_mean
-from .ops import Context, Param
+from .ops import Context, Param, check_attr
 from .plugins import registry
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -47,55 +47,6 @@ class Node:
         return sum(math.prod(p.shape) for p in self.params.values())
 
 
-def check_attr(where, key, spec, value):
-    """Check one attr value against its Attr spec; return it normalised."""
-    kind = spec.kind
-
-    def bad(expected):
-        return GraphError(f"{where}: attr {key!r} must be {expected}, got {value!r}")
-
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise bad("an integer")
-        value = int(value)
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-            raise bad("a number")
-        value = float(value)
-        if not math.isfinite(value):
-            raise bad("a finite number")
-    elif kind == "bool":
-        if not isinstance(value, (bool, np.bool_)):
-            raise bad("true or false")
-        value = bool(value)
-    elif kind == "str":
-        if not isinstance(value, str):
-            raise bad("a string")
-    elif kind in ("shape", "int_list"):
-        if not isinstance(value, (list, tuple)) or not all(
-                isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in value):
-            raise bad("a list of integers")
-        value = tuple(int(d) for d in value)
-        if kind == "shape" and any(d < -1 or d == 0 for d in value):
-            raise bad("a shape of positive sizes (one -1 allowed in reshape)")
-    elif kind == "init":
-        name = value.get("name") if isinstance(value, dict) else value
-        if not isinstance(name, str):
-            raise bad('an initializer name or {"name": ..., ...}')
-        try:
-            registry().get("initializer", name)
-        except UnknownOpError as exc:
-            raise GraphError(f"{where}: attr {key!r}: {exc}") from None
-    if spec.choices is not None and value not in spec.choices:
-        raise GraphError(f"{where}: attr {key!r} must be one of {list(spec.choices)}, "
-                         f"got {value!r}{did_you_mean(value, spec.choices)}")
-    if spec.min is not None and value < spec.min:
-        raise GraphError(f"{where}: attr {key!r} must be >= {spec.min}, got {value!r}")
-    if spec.max is not None and value > spec.max:
-        raise GraphError(f"{where}: attr {key!r} must be <= {spec.max}, got {value!r}")
-    return value
-
-
 def resolve_attrs(where, op, attrs):
     """Fill defaults, refuse unknown or missing attrs, check each value."""
     attrs = dict(attrs or {})
@@ -107,7 +58,7 @@ def resolve_attrs(where, op, attrs):
     full = {}
     for key, spec in op.attrs.items():
         if key in attrs:
-            full[key] = check_attr(where, key, spec, attrs[key])
+            full[key] = check_attr(where, key, spec, attrs[key], registry().get)
         elif spec.required:
             raise GraphError(f"{where}: attr {key!r} is required ({spec.doc or spec.kind})")
         else:

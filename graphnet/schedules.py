@@ -61,35 +61,6 @@ class Schedule:
         return f"{type(self).__name__}({args})"
 
 
-def schedule(name, **config):
-    """Build a registered schedule by name: ``schedule("cosine", lr=0.1, steps=1000)``.
-
-    Unknown settings are refused with a did-you-mean.
-    """
-    from .optim import check_names
-    from .plugins import get
-    cls = get("schedule", name)
-    check_names(f"schedule {name!r}", cls, config)
-    return cls(**config)
-
-
-def as_schedule(value, where="lr"):
-    """A Schedule from a Schedule, its dict form ``{"name": ..., ...}`` or a constant number."""
-    if isinstance(value, Schedule):
-        return value
-    if isinstance(value, dict):
-        config = dict(value)
-        name = config.pop("name", None)
-        if not isinstance(name, str):
-            raise GraphnetError(f"{where}: a schedule given as a dict needs a 'name' (one of "
-                                f"the registered schedules, e.g. 'cosine'), got {value!r}")
-        return schedule(name, **config)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return schedule("constant", lr=value)
-    raise GraphnetError(f"{where}: expected a number, a graphnet.Schedule or a schedule dict, "
-                        f"got {value!r}")
-
-
 def _check(owner, key, value):
     """Range rules shared by the schedules, by setting name."""
     where = f"schedule {owner!r}"

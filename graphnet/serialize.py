@@ -8,9 +8,6 @@ plugin registry (graphnet.schema) through jsonschema, then the checks a
 schema cannot express (names that must exist or be unique), then the
 engine's own shape inference.
 
-graphnet.schema and graphnet.checkpoint build on this module, so it imports
-them inside the functions that need them (the validator, the atomic write).
-
 >>> import graphnet as gn
 >>> g = gn.Graph("tiny")
 >>> x = g.input("x", shape=(2,))
@@ -28,11 +25,12 @@ import numpy as np
 
 from .errors import GraphnetError, SchemaError, UnknownOpError, did_you_mean
 from .graph import Graph
+from .ops import check_attr
+from .plugins import optimizer, registry
+from .schema import FORMAT, _validator
+from .scheduler import Program
+from .util import MAX_DEPTH, atomic_write, plain
 
-FORMAT = "graphnet-model/1"
-"""The ``format`` every model file carries; a later incompatible form gets /2."""
-
-MAX_DEPTH = 64  # JSON nesting beyond any real model file
 
 
 # =============================================================================
@@ -46,7 +44,6 @@ def graph_to_dict(graph):
     lists, ``alpha=1`` of a float attr becomes ``1.0``), so that
     ``from_dict(to_dict(g)).to_dict() == to_dict(g)``.
     """
-    from .plugins import registry
     ops = registry().tables()["op"]
     inputs, nodes = [], []
     for name, data in graph.nx.nodes(data=True):
@@ -55,7 +52,7 @@ def graph_to_dict(graph):
         op, attrs = data["op"], dict(data.get("attrs") or {})
         where = f"node {name!r}"
         if op == "input":
-            shape = _plain(attrs.get("shape", []), f"{where}: shape")
+            shape = plain(attrs.get("shape", []), f"{where}: shape")
             inputs.append({"name": name, "shape": shape,
                            "dtype": str(attrs.get("dtype", "float32"))})
             continue
@@ -66,12 +63,11 @@ def graph_to_dict(graph):
             value = attrs[key]
             spec = entry.obj.attrs.get(key) if entry is not None else None
             if spec is not None:
-                from .scheduler import check_attr
                 try:
                     value = check_attr(where, key, spec, value)
                 except GraphnetError:
                     pass  # written as given; loading the file will name the problem
-            out[key] = _plain(value, f"{where}: attr {key!r}")
+            out[key] = plain(value, f"{where}: attr {key!r}")
         if out:
             node["attrs"] = out
         nodes.append(node)
@@ -79,7 +75,7 @@ def graph_to_dict(graph):
               "outputs": list(graph.outputs)}
     training = graph.nx.graph.get("training")
     if training is not None:
-        result["training"] = _plain(training, "training block")
+        result["training"] = plain(training, "training block")
     return result
 
 
@@ -87,9 +83,8 @@ def graph_to_json(graph, path=None):
     """The JSON text of ``graph`` (indent 2, trailing newline); with ``path``, also write it."""
     text = json.dumps(graph_to_dict(graph), indent=2, allow_nan=False) + "\n"
     if path is not None:
-        from .checkpoint import _atomic_write
         data = text.encode("utf-8")
-        _atomic_write(path, lambda f: f.write(data), GraphnetError)
+        atomic_write(path, lambda f: f.write(data), GraphnetError)
     return text
 
 
@@ -97,39 +92,6 @@ def training_block(graph):
     """The validated ``training`` block a graph was loaded with (a dict), or None."""
     block = graph.nx.graph.get("training")
     return copy.deepcopy(block) if block is not None else None
-
-
-def _plain(value, where, depth=0):
-    """Copy ``value`` as JSON data: tuples to lists, numpy scalars to Python.
-
-    Anything JSON cannot hold (NaN, a set, an object) is a SchemaError naming ``where``.
-    """
-    if depth > MAX_DEPTH:
-        raise SchemaError(f"{where}: nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            raise SchemaError(f"{where}: {float(value)} is not a finite number; JSON has no "
-                              f"NaN or Infinity")
-        return float(value)
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, where, depth + 1) for v in value]
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise SchemaError(f"{where}: key {k!r} is not a string; JSON keys are strings")
-            out[k] = _plain(v, where, depth + 1)
-        return out
-    raise SchemaError(f"{where}: {type(value).__name__} {value!r:.60} cannot be written as "
-                      f"JSON; use numbers, strings, booleans, lists and dicts")
 
 
 # =============================================================================
@@ -257,7 +219,6 @@ def _plain_input(data, source):
 
 
 def _check_schema(data, source):
-    from .schema import _validator
     errors = list(_validator().iter_errors(data))
     if not errors:
         return
@@ -350,7 +311,6 @@ def _translate(path, error, data, source, more):
 
 
 def _op_def(op):
-    from .schema import _validator
     try:
         return _validator().schema["$defs"][f"op_{op}"]["properties"]["attrs"]
     except (KeyError, TypeError):
@@ -467,7 +427,6 @@ def _check_names(data, source):
 
 def _check_optimizer(data, source):
     """Build the training block's optimizer once, so its own checks (beta1 < 1) run now."""
-    from .optim import optimizer
     spec = data["training"].get("optimizer")
     if spec is None:
         return
@@ -483,8 +442,6 @@ def _check_optimizer(data, source):
 
 
 def _build(data, source):
-    from .scheduler import Program, check_attr
-    from .plugins import registry
     ops = registry().tables()["op"]
     g = Graph(data.get("name", "model"))
     where_of = {}
@@ -498,7 +455,8 @@ def _build(data, source):
         attrs = {}
         for key, value in node.get("attrs", {}).items():
             try:
-                attrs[key] = check_attr(f"node {node['name']!r}", key, op.attrs[key], value)
+                attrs[key] = check_attr(f"node {node['name']!r}", key, op.attrs[key], value,
+                                        registry().get)
             except GraphnetError as exc:
                 raise _error(source, ("nodes", i, "attrs", key), data, str(exc),
                              type(exc)) from None

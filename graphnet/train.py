@@ -37,7 +37,8 @@ import numpy as np
 
 from .callbacks import Callback
 from .errors import CheckpointError, FeedError, GraphnetError, TrainingError, did_you_mean
-from .optim import Optimizer, optimizer as make_optimizer
+from .optim import Optimizer
+from .plugins import optimizer as make_optimizer
 
 CLASSIFICATION_LOSSES = ("softmax_cross_entropy", "binary_cross_entropy")
 EVAL_BATCH_SIZE = 1024

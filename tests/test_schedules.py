@@ -6,7 +6,7 @@ import math
 import pytest
 
 import graphnet as gn
-from graphnet.schedules import as_schedule
+from graphnet.plugins import as_schedule
 
 
 def values(schedule, n):

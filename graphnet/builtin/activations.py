@@ -9,7 +9,7 @@ allocation and a pass over memory per layer and batch.
 import numpy as np
 
 from ..ops import Activation
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
 
 
 def relu(x):

@@ -4,7 +4,7 @@ import inspect
 
 from .. import datasets
 from ..ops import Dataset
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
 
 
 def _generated(name, fn):

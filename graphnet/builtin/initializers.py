@@ -7,7 +7,7 @@ glorot_* (Glorot and Bengio 2010) suit tanh and sigmoid; he_* (He et al.
 import numpy as np
 
 from ..ops import Initializer
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
 
 
 def zeros(rng, shape, fan_in, fan_out):

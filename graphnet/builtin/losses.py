@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import FeedError, ShapeError
 from ..ops import Attr, Op
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
 
 REDUCTION = Attr("mean", "str", choices=("mean", "sum"), doc="mean (default) or sum")
 

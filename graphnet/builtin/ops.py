@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..ops import Attr, Op, Param
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
 
 
 def onnx_axis(axis):

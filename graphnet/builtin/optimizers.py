@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from ..optim import Optimizer
-from ..plugins import hookimpl
+from ..hookspecs import hookimpl
 
 
 class SGD(Optimizer):

@@ -3,8 +3,9 @@
 import math
 
 from ..errors import GraphnetError
-from ..plugins import hookimpl
-from ..schedules import Schedule, as_schedule
+from ..hookspecs import hookimpl
+from ..plugins import as_schedule
+from ..schedules import Schedule
 
 
 class Constant(Schedule):

@@ -16,10 +16,12 @@ from importlib import resources
 
 import jsonschema
 
-from ..checkpoint import _atomic_write
 from ..errors import SchemaError
 from ..graph import NAME
-from ..serialize import FORMAT, _plain
+from ..util import atomic_write, plain
+
+FORMAT = "graphnet-model/1"
+"""The ``format`` every model file carries; a later incompatible form gets /2."""
 
 SCHEMA_FILE = "schema/model-1.json"  # inside the graphnet package
 
@@ -49,7 +51,7 @@ def write_schema(path=None):
     if path is None:
         path = os.path.join(os.path.dirname(__file__), os.path.basename(SCHEMA_FILE))
     data = schema_text(builtins_only=True).encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data), SchemaError)
+    atomic_write(path, lambda f: f.write(data), SchemaError)
     return path
 
 
@@ -73,7 +75,7 @@ def _builtin_tables():
 def _json_default(value):
     """A default as JSON, or None when it has no JSON form."""
     try:
-        return True, _plain(value, "default")
+        return True, plain(value, "default")
     except SchemaError:
         return False, None
 

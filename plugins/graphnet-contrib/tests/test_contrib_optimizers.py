@@ -86,7 +86,8 @@ def test_bad_hyperparameters_are_refused_with_their_name():
 
 def test_a_schedule_as_lr_drives_lion_step_sizes():
     # graphnet's Optimizer base class gives plugins schedules for free: lr halves each step
-    opt = Lion(lr={"name": "step", "lr": 0.1, "step_size": 1, "gamma": 0.5})
+    import graphnet as gn
+    opt = Lion(lr=gn.schedule("step", lr=0.1, step_size=1, gamma=0.5))
     w = {"w": np.array([1.0])}
     moves = []
     for _ in range(3):

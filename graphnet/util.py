@@ -1,0 +1,93 @@
+"""Small pieces the file modules share: one atomic writer, one walker of JSON data.
+
+They sit in the bottom layer, beside graphnet.errors, so that serialize,
+schema, checkpoint and the command line use the same code without importing
+each other.
+"""
+
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from .errors import SchemaError
+
+MAX_DEPTH = 64  # JSON nesting beyond any real model file
+
+
+def atomic_write(path, write, error):
+    """Write via a temporary file in the same folder, fsync, rename, fsync the folder.
+
+    ``write(f)`` gets the binary file; an OSError becomes ``error`` naming the path,
+    and a failure of any kind leaves the previous file at ``path`` whole.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                                   suffix=".tmp")
+    except OSError as exc:
+        raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
+        raise
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some systems cannot open a folder; the rename is still atomic
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def plain(value, where, depth=0):
+    """Copy ``value`` as JSON data: tuples to lists, numpy scalars to Python.
+
+    Anything JSON cannot hold (NaN, a set, an object) is a SchemaError naming ``where``.
+
+    >>> plain({"shape": (2, np.int64(3))}, "attrs")
+    {'shape': [2, 3]}
+    """
+    if depth > MAX_DEPTH:
+        raise SchemaError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value):
+            raise SchemaError(f"{where}: {float(value)} is not a finite number; JSON has no "
+                              f"NaN or Infinity")
+        return float(value)
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain(v, where, depth + 1) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SchemaError(f"{where}: key {k!r} is not a string; JSON keys are strings")
+            out[k] = plain(v, where, depth + 1)
+        return out
+    raise SchemaError(f"{where}: {type(value).__name__} {value!r:.60} cannot be written as "
+                      f"JSON; use numbers, strings, booleans, lists and dicts")
