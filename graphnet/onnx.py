@@ -29,11 +29,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from .checkpoint import _atomic_write
 from .errors import GraphnetError, UnknownOpError
 from .graph import NAME, Graph
 from .model import Model
 from .plugins import registry
+from .util import atomic_write
+from .version import __version__
 
 DEFAULT_OPSET = 18
 """The opset written unless asked otherwise: onnxruntime, Netron and most runtimes read it."""
@@ -142,7 +143,6 @@ class _Exporter:
         outputs = [self._value_info(o, "float", nodes[o].shape) for o in model.outputs]
         graph = helper.make_graph(self.nodes, model.name, inputs, outputs, self.initializers)
         opsets = [helper.make_opsetid("", self.opset)]
-        from . import __version__
         return helper.make_model(graph, opset_imports=opsets, producer_name="graphnet",
                                  producer_version=__version__,
                                  ir_version=helper.find_min_ir_version_for(opsets))
@@ -228,7 +228,7 @@ def to_onnx(model, path, opset=None):
                         f"{str(exc).strip().splitlines()[0]}") from None
     if path is not None:
         data = proto.SerializeToString()
-        _atomic_write(path, lambda f: f.write(data), OnnxError)
+        atomic_write(path, lambda f: f.write(data), OnnxError)
     return proto
 
 
