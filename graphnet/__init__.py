@@ -4,6 +4,9 @@
 >>> g = gn.Graph("mlp")
 """
 
+import importlib
+import importlib.util
+
 from . import plugins
 from .callbacks import Callback, EarlyStopping, LearningRateLogger
 from .checkpoint import Checkpoint, load, load_checkpoint, save
@@ -12,6 +15,7 @@ from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphErr
                      UnknownOpError)
 from .gradients import GradcheckReport, gradcheck
 from .graph import Graph
+from .history import History
 from .model import Model
 from .onnx import from_onnx, to_onnx
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
@@ -21,8 +25,15 @@ from .plugins import optimizer, schedule
 from .render import render
 from .schedules import Schedule
 from .schema import model_schema
-from .train import History
 from .version import __version__
+
+
+def __getattr__(name):
+    """Submodules on first use, so ``import graphnet; graphnet.datasets.load("moons")`` works
+    without every module being imported up front."""
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

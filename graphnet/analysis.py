@@ -179,7 +179,7 @@ def node_gradients(model, feeds, nodes, eps=1e-6):
     g = tapped(model.graph, nodes)
     m = Model(g, seed=model.seed, dtype="float64")
     for key, value in model.params.items():
-        m.params[key] = np.array(value, dtype=np.float64)
+        np.copyto(m.params[key], value)
     feeds = {k: (np.array(v, dtype=np.float64) if np.asarray(v).dtype.kind == "f"
                  else np.asarray(v)) for k, v in feeds.items()}
     batch = len(next(iter(feeds.values())))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .history import History
 from .util import atomic_write
 from .serialize import _from_text, graph_to_json
 from .version import __version__
@@ -29,14 +30,14 @@ CHECKPOINT_FORMAT = "graphnet-checkpoint/1"
 class Checkpoint:
     """What ``load_checkpoint`` returns: a model, and how to go on training it.
 
-    ``optimizer`` is rebuilt with its state (or None), ``history`` and
-    ``train_state`` are the dicts that were saved (or None), ``metadata`` holds
+    ``optimizer`` is rebuilt with its state (or None), ``history`` is a
+    ``gn.History`` (or None), ``train_state`` the dict that was saved (or None), ``metadata`` holds
     the format, graphnet version, time, dtype, seed and param names.
     """
 
     model: object
     optimizer: object = None
-    history: dict = None
+    history: History = None
     train_state: dict = None
     metadata: dict = None
     path: str = None
@@ -46,7 +47,7 @@ def save(model, path, optimizer=None, history=None, train_state=None):
     """Write ``model`` (graph, params, RNG state) to one ``.npz`` checkpoint, atomically.
 
     ``optimizer`` adds its ``state_dict()`` (state per param name and step count);
-    ``history`` (a dict or anything with ``to_dict()``) and ``train_state``
+    ``history`` (a ``gn.History`` or its ``to_dict()`` form) and ``train_state``
     (a JSON-able dict: epoch, RNG states...) are stored as JSON. The file is
     written to a temporary file in the same folder, flushed, fsynced and then
     renamed over ``path``, so a crash leaves the previous checkpoint whole.
@@ -79,11 +80,13 @@ def save(model, path, optimizer=None, history=None, train_state=None):
         arrays["optimizer"] = _utf8(_dump(_optimizer_json(optimizer, arrays, where),
                                           f"{where}: optimizer state"))
     if history is not None:
-        if hasattr(history, "to_dict"):
+        if isinstance(history, History):
             history = history.to_dict()
-        if not isinstance(history, dict):
-            raise CheckpointError(f"{where}: history must be a dict or have to_dict(), got "
-                                  f"{type(history).__name__}")
+        try:
+            History.from_dict(history)
+        except GraphnetError as exc:
+            raise CheckpointError(f"{where}: history must be a gn.History or its to_dict() "
+                                  f"form: {exc}") from None
         arrays["history"] = _utf8(_dump(history, f"{where}: history"))
     if train_state is not None:
         if not isinstance(train_state, dict):
@@ -147,7 +150,7 @@ def load_checkpoint(path):
               f"the model needs {want.shape}")
         _need(value.dtype == want.dtype, f"{where}: param {name!r} is {value.dtype}, the model "
               f"is {want.dtype}")
-        model.params[name] = value.copy()
+        np.copyto(model.params[name], value)  # in place: params stay views of one flat buffer
     try:
         model.rng.bit_generator.state = meta.get("rng")
     except Exception as exc:  # numpy raises TypeError, ValueError or KeyError for a bad state
@@ -159,7 +162,11 @@ def load_checkpoint(path):
         opt = _restore_optimizer(_json_entry(arrays, "optimizer", where), arrays, model, where)
     history = _json_entry(arrays, "history", where)
     train_state = _json_entry(arrays, "train_state", where)
-    _need(history is None or isinstance(history, dict), f"{where}: history is not a dict")
+    if history is not None:
+        try:
+            history = History.from_dict(history)
+        except GraphnetError as exc:
+            raise CheckpointError(f"{where}: its history is not a History's: {exc}") from None
     _need(train_state is None or isinstance(train_state, dict),
           f"{where}: train_state is not a dict")
     known = {"meta", "graph", "optimizer", "history", "train_state"}

@@ -49,7 +49,7 @@ def gradcheck(model, feeds, loss=None, inputs=False, eps=1e-5, tolerance=1e-6,
 
     m = Model(model.graph, seed=model.seed, dtype="float64")
     for key, value in model.params.items():
-        m.params[key] = np.array(value, dtype=np.float64)
+        np.copyto(m.params[key], value)
     rng_state = model.rng.bit_generator.state
     floats = {n for n in m.inputs if m.nodes[n].dtype.startswith("float")}
     feeds = {k: np.array(v, dtype=np.float64) if k in floats else np.asarray(v)

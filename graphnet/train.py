@@ -36,7 +36,9 @@ import time
 import numpy as np
 
 from .callbacks import Callback
-from .errors import CheckpointError, FeedError, GraphnetError, TrainingError, did_you_mean
+from .errors import (CheckpointError, DataError, FeedError, GraphnetError, TrainingError,
+                     did_you_mean)
+from .history import History
 from .optim import Optimizer
 from .plugins import optimizer as make_optimizer
 
@@ -147,97 +149,6 @@ class _Totals:
         return {k: (s if k in self.summed else s / self.count) for k, s in self.sums.items()}
 
 
-# --- History -------------------------------------------------------------------
-class History:
-    """Per-epoch records of a fit: one dict per epoch, plain floats.
-
-    Each row has ``epoch`` (from 1), ``loss`` and the metrics on the training
-    data (averaged over the epoch's batches, each measured before its update),
-    ``val_loss`` and ``val_<metric>`` when fit has validation data, ``lr`` (of
-    the epoch's last update) and ``seconds``. ``history["loss"]`` is the list
-    of one key over the epochs.
-    """
-
-    def __init__(self, rows=None, stop_reason=None):
-        self.rows = [dict(r) for r in rows or []]
-        self.stop_reason = stop_reason
-
-    def __getitem__(self, key):
-        if not any(key in r for r in self.rows):
-            raise KeyError(f"{key!r} is not in this history; it has {self.keys()}")
-        return [r.get(key) for r in self.rows]
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __contains__(self, key):
-        return any(key in r for r in self.rows)
-
-    def keys(self):
-        """Every key of any row, in order of first appearance."""
-        return list(dict.fromkeys(k for r in self.rows for k in r))
-
-    @property
-    def last(self):
-        """The last epoch's row (an empty dict before the first epoch)."""
-        return dict(self.rows[-1]) if self.rows else {}
-
-    def append(self, row):
-        self.rows.append(dict(row))
-
-    def to_dict(self):
-        """Plain JSON-able data: ``{"epochs": [row, ...], "stop_reason": str or None}``."""
-        return {"epochs": [dict(r) for r in self.rows], "stop_reason": self.stop_reason}
-
-    @classmethod
-    def from_dict(cls, data):
-        """The inverse of ``to_dict``."""
-        if not isinstance(data, dict) or not isinstance(data.get("epochs"), list):
-            raise GraphnetError("a history dict needs a list under 'epochs', as "
-                                "History.to_dict() writes it")
-        return cls(data["epochs"], data.get("stop_reason"))
-
-    def plot(self, path=None, validation_label="validation"):
-        """Draw the loss (and accuracy) curves per epoch, train and validation.
-
-        Writes the picture to ``path`` (any format matplotlib knows from the
-        suffix: .png, .svg, .pdf) if given; returns the matplotlib Figure.
-        ``validation_label`` names the second curve in the legend (``graphnet
-        train`` validates on the dataset's test split and says "test").
-        Needs matplotlib (``pip install matplotlib``).
-        """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError:
-            raise GraphnetError("History.plot needs matplotlib, which is not installed; "
-                                "install it with `pip install matplotlib` (or "
-                                "`pip install graphnet[plot]`)") from None
-        metrics = [k for k in self.keys() if k not in ("epoch", "lr", "seconds")
-                   and not k.startswith("val_") and not k.startswith("loss")]
-        panels = ["loss"] + metrics
-        fig = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
-        axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        epochs = self["epoch"] if self.rows else []
-        for ax, key in zip(axes, panels):
-            for k, style in ((key, "-"), (f"val_{key}", "--")):
-                if k in self:
-                    ax.plot(epochs, self[k], style, marker="o", markersize=3,
-                            label=validation_label if k.startswith("val_") else "train")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(key)
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend()
-        if path is not None:
-            fig.savefig(path)
-        return fig
-
-    def __repr__(self):
-        last = ", ".join(f"{k}={v:.4g}" for k, v in self.last.items()
-                         if isinstance(v, float) and k != "seconds")
-        return f"<History: {len(self.rows)} epochs{'; ' + last if last else ''}>"
-
-
 # --- the run -------------------------------------------------------------------
 class Run:
     """What callbacks see: the model, the optimizer, the history and where training is.
@@ -270,7 +181,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     metrics: "auto" (accuracy for classification losses), None, a list of
         names, or ``{name: fn(pred, target) -> float}`` for each loss node.
     callbacks: Callback objects (see graphnet.callbacks).
-    progress: a tqdm bar per epoch when stdout is a terminal.
+    progress: a tqdm bar per epoch when stdout is a terminal, a widget in Jupyter.
     seed: the shuffle seed (see the module doc for what it covers); on resume the
         checkpoint's generator states go on instead.
     checkpoint: a path; after every epoch the model, optimizer state, history
@@ -286,6 +197,9 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     measure = _Measure(model, metrics)
     train_data, n = _prepare(model, data, "data")
     val_data = _prepare(model, validation, "validation")[0] if validation is not None else None
+    for what, arrays in (("data", train_data), ("validation", val_data)):
+        if arrays is not None:
+            check_labels(model, arrays, what)
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size < 1:
         raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
@@ -308,7 +222,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
         opt = _make(optimizer)
     batches = math.ceil(n / batch_size)
     run = Run(model, opt, history, epochs, batches)
-    bar_on = progress and _isatty()
+    bar_on = progress and (_isatty() or _in_notebook())
     for cb in callbacks:
         cb.on_train_begin(run)
     for epoch in range(start, epochs):
@@ -524,7 +438,7 @@ def _resume(model, path, optimizer, shuffle_rng):
         opt.load_state_dict(saved_state)
     shuffle_rng.bit_generator.state = state["rng"]["shuffle"]
     model.rng.bit_generator.state = state["rng"]["model"]
-    history = History.from_dict(ckpt.history) if ckpt.history else History()
+    history = ckpt.history if ckpt.history is not None else History()
     finished = state.get("finished")
     if finished == "done":
         finished = None  # all its epochs done: more epochs may still be asked for
@@ -547,11 +461,18 @@ def _make(optimizer):
 
 
 def _prepare(model, data, what):
-    """Check a dict of arrays once and convert float inputs to the model's dtype."""
+    """Check a dict of arrays once and convert float inputs to the model's dtype.
+
+    A dataset's split (arrays ``x`` and ``y``) is matched to the model's inputs
+    by role, as the CLI does: see ``graphnet.datasets.to_feeds``.
+    """
     if not isinstance(data, dict) or not data:
         raise FeedError(f"{what} must be a non-empty dict of input name -> array, got "
                         f"{type(data).__name__}")
     inputs = model.inputs
+    if set(data) - set(inputs) and set(data) - set(inputs) <= {"x", "y"}:
+        from .datasets import to_feeds
+        data = to_feeds(model, data, source=what)
     arrays = {}
     for key, value in data.items():
         if key not in inputs:
@@ -572,6 +493,33 @@ def _prepare(model, data, what):
     if n == 0:
         raise FeedError(f"{what} holds no samples")
     return arrays, n
+
+
+def check_labels(model, arrays, what="data"):
+    """Refuse integer labels that the predictions they are scored against cannot cover.
+
+    A loss reading (predictions of shape (classes,), integer labels) needs every
+    label in [0, classes); checked on the whole data before training starts, so
+    the message names the node to widen instead of failing in the first batch.
+    """
+    for loss in model.losses:
+        pred, *targets = model.nodes[loss].inputs
+        shape = model.nodes[pred].shape
+        for name in targets:
+            labels = arrays.get(name)
+            if (labels is None or not labels.size or labels.dtype.kind not in "iu"
+                    or len(shape) != 1 or labels.shape[1:] != ()):
+                continue
+            lo, hi, classes = int(labels.min()), int(labels.max()), shape[0]
+            if lo >= 0 and hi < classes:
+                continue
+            units = model.nodes[pred].attrs.get("units")
+            has = f"{units} units" if units == classes else f"{classes} outputs per sample"
+            fix = (f"widen {pred!r} to units={hi + 1}" if units == classes and lo >= 0
+                   else "labels must be class numbers from 0")
+            raise DataError(f"{what}: the labels of input {name!r} range from {lo} to {hi}, "
+                            f"but node {pred!r}, which loss {loss!r} scores them against, has "
+                            f"{has} (classes 0 to {classes - 1}); {fix}")
 
 
 def _shuffle_seed(model, seed):
@@ -595,15 +543,26 @@ def _isatty():
         return False
 
 
+def _in_notebook():
+    """True inside a Jupyter kernel, where stdout is no terminal but a bar can be drawn."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def _bar(on, total, epoch, epochs):
+    """A progress bar for one epoch: tqdm's notebook widget in Jupyter, text in a terminal."""
     if not on:
         return None
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
+    kwargs = {"total": total, "desc": f"epoch {epoch}/{epochs}", "unit": "batch",
+              "mininterval": 0.1, "leave": True}
+    if _in_notebook():
+        return tqdm(**kwargs)
     # the size from shutil, which falls back to 80x24 where a pseudo-terminal reports
     # 0x0 (tqdm would then draw nothing at all)
     cols, rows = shutil.get_terminal_size()
-    return tqdm(total=total, desc=f"epoch {epoch}/{epochs}", unit="batch", mininterval=0.1,
-                file=sys.stdout, leave=True, ncols=cols, nrows=rows)
+    return tqdm(**kwargs, file=sys.stdout, ncols=cols, nrows=rows)
 
 
 def _fmt(values):

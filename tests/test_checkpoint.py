@@ -65,14 +65,6 @@ def train(model, opt, steps, feeds):
         opt.step(model.params, model.backward())
 
 
-class History:
-    def __init__(self, loss):
-        self.loss = loss
-
-    def to_dict(self):
-        return {"loss": list(self.loss)}
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_load_gives_back_the_same_model(tmp_path, dtype):
     model = gn.Model(small_graph(), seed=5, dtype=dtype)
@@ -119,9 +111,10 @@ def test_checkpoint_holds_history_train_state_and_metadata(tmp_path):
     state = {"epoch": 3, "shuffle_rng": np.random.default_rng(9).bit_generator.state,
              "best": np.float32(0.5), "order": np.arange(3)}
     gn.save(model, tmp_path / "c.npz", optimizer=gn.optimizer("sgd", lr=0.1),
-            history=History([1.0, 0.5]), train_state=state)
+            history=gn.History([{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": 0.5}]),
+            train_state=state)
     ck = gn.load_checkpoint(tmp_path / "c.npz")
-    assert ck.history == {"loss": [1.0, 0.5]}
+    assert isinstance(ck.history, gn.History) and ck.history["loss"] == [1.0, 0.5]
     assert ck.train_state["epoch"] == 3 and ck.train_state["order"] == [0, 1, 2]
     assert ck.train_state["shuffle_rng"] == np.random.default_rng(9).bit_generator.state
     assert ck.optimizer.name == "sgd" and ck.optimizer.hyper["lr"] == 0.1
@@ -138,7 +131,7 @@ def test_without_extras_they_come_back_as_none(tmp_path):
 
 
 def test_history_of_the_wrong_kind_is_refused(tmp_path):
-    with pytest.raises(gn.CheckpointError, match="history must be a dict"):
+    with pytest.raises(gn.CheckpointError, match="history must be a gn.History"):
         gn.save(gn.Model(small_graph()), tmp_path / "c.npz", history=[1, 2])
     with pytest.raises(gn.CheckpointError, match="train_state.*cannot be stored"):
         gn.save(gn.Model(small_graph()), tmp_path / "c.npz", train_state={"f": object()})
@@ -149,7 +142,7 @@ def test_a_checkpoint_holds_no_pickle(tmp_path, heavy):
     model = gn.Model(small_graph(), seed=0)
     opt = gn.optimizer(heavy)
     train(model, opt, 1, data())
-    gn.save(model, tmp_path / "c.npz", optimizer=opt, history={"loss": [1.0]},
+    gn.save(model, tmp_path / "c.npz", optimizer=opt, history={"epochs": [{"loss": 1.0}]},
             train_state={"epoch": 1})
     with np.load(tmp_path / "c.npz", allow_pickle=False) as f:
         for key in f.files:

@@ -111,3 +111,31 @@ def test_a_deep_copied_model_trains_its_own_params():
         assert not np.array_equal(b.params[k], before[k])
         np.testing.assert_array_equal(b.params[k], a.params[k])
         np.testing.assert_array_equal(c.params[k], a.params[k])
+
+
+def test_params_stay_views_of_the_flat_buffer_after_load_gradcheck_and_load_state_dict(
+        tmp_path):
+    """Restoring params copies into the model's arrays, so the fused step still applies."""
+    m, opt = model(), gn.optimizer("adam", lr=0.05)
+    train(m, opt, batches(2))
+    path = tmp_path / "m.npz"
+    gn.save(m, path, optimizer=opt)
+    loaded = gn.load(path)
+    assert loaded.params.intact()
+    for k in m.params:
+        np.testing.assert_array_equal(loaded.params[k], m.params[k])
+        assert np.shares_memory(loaded.params[k], loaded.params.flat)
+
+    before = {k: v.copy() for k, v in loaded.params.items()}
+    report = gn.gradcheck(loaded, batches(1)[0])
+    assert report.ok and loaded.params.intact()
+    for k in before:
+        np.testing.assert_array_equal(loaded.params[k], before[k])   # left untouched
+
+    resumed = gn.optimizer("adam", lr=0.05)
+    resumed.load_state_dict(opt.state_dict())
+    train(loaded, resumed, batches(1))
+    train(m, opt, batches(1))
+    assert loaded.params.intact() and resumed._flat is not None       # the flat path ran
+    for k in m.params:
+        np.testing.assert_array_equal(loaded.params[k], m.params[k])

@@ -199,7 +199,7 @@ def _checkpoint_bytes():
     opt = gn.optimizer("sgd", lr=0.1)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "c.npz")
-        gn.save(model, path, optimizer=opt, history={"loss": [1.0]}, train_state={"epoch": 1})
+        gn.save(model, path, optimizer=opt, history={"epochs": [{"epoch": 1, "loss": 1.0}]}, train_state={"epoch": 1})
         with open(path, "rb") as f:
             return f.read(), model
 

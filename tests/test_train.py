@@ -424,6 +424,30 @@ def test_progress_bar_on_a_terminal_and_silence_otherwise(monkeypatch, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_in_a_jupyter_kernel_fit_draws_tqdms_notebook_aware_bar(monkeypatch, capsys):
+    """Jupyter's stdout is no terminal; fit still draws a bar there, through tqdm.auto."""
+    import tqdm.auto
+    shell = types.SimpleNamespace(config={"IPKernelApp": {}})
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    bars = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            bars.append(kwargs)
+
+        def update(self, n=1):
+            bars[-1]["done"] = bars[-1].get("done", 0) + n
+
+        set_postfix = close = refresh = lambda self, *a, **k: None
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    model64().fit(regression_data(6), optimizer="sgd", epochs=2, batch_size=2, progress=True)
+    assert [b["desc"] for b in bars] == ["epoch 1/2", "epoch 2/2"]
+    assert all(b["total"] == 3 and "file" not in b for b in bars)
+    model64().fit(regression_data(6), optimizer="sgd", epochs=1, batch_size=2, progress=False)
+    assert len(bars) == 2
+
+
 # --- checkpoints (against the graphnet.checkpoint contract, with an in-memory store) ------
 class Store:
     """Stands in for gn.save / gn.load_checkpoint: deep copies, JSON for the plain parts."""
@@ -442,7 +466,8 @@ class Store:
         f = self.files[str(path)]
         return types.SimpleNamespace(model=types.SimpleNamespace(params=f["params"]),
                                      optimizer=copy.deepcopy(f["optimizer"]),
-                                     history=f["history"], train_state=f["train_state"])
+                                     history=f["history"] and gn.History.from_dict(f["history"]),
+                                     train_state=f["train_state"])
 
 
 @pytest.fixture
@@ -539,6 +564,53 @@ def test_bad_data():
         model.fit({"x": np.zeros((3, 3))}, progress=False)
 
 
+def test_fit_takes_a_datasets_split_and_maps_x_and_y_by_role():
+    """The inputs need not be named x and y: a split feeds them by role, as in the CLI."""
+    g = gn.Graph("roles")
+    logits = g.add("dense", g.input("pixels", shape=(64,)), units=10, name="logits")
+    g.add("softmax_cross_entropy", logits, g.input("digit", shape=(), dtype="int64"),
+          name="loss")
+    g.output(logits)
+    model = gn.Model(g, seed=0)
+    data = gn.datasets.load("digits")
+    history = model.fit(data["train"], validation=data["test"], epochs=2, batch_size=32,
+                        optimizer={"name": "adam", "lr": 0.01}, progress=False)
+    assert history["loss"][1] < history["loss"][0] and history.last["val_accuracy"] > 0.8
+    assert model.evaluate(data["test"])["accuracy"] == history.last["val_accuracy"]
+    with pytest.raises(gn.FeedError, match="'x' is not an input of model 'roles'"):
+        model.fit({"x": data["train"]["x"], "z": data["train"]["y"]}, progress=False)
+
+
+def classifier(units):
+    g = gn.Graph("narrow")
+    h = g.add("dense", g.input("x", shape=(2,)), units=units, name="logits")
+    g.add("softmax_cross_entropy", h, g.input("label", shape=(), dtype="int64"), name="loss")
+    g.output(h)
+    return gn.Model(g, seed=0)
+
+
+def test_too_few_logits_for_the_labels_is_refused_before_training_naming_the_node():
+    model = classifier(2)
+    before = {k: v.copy() for k, v in model.params.items()}
+    calls = []
+
+    class Count(gn.Callback):
+        def on_train_begin(self, run):
+            calls.append(run)
+
+    data = {"x": np.zeros((6, 2)), "label": np.array([0, 1, 2, 0, 1, 2])}
+    with pytest.raises(gn.DataError, match=r"input 'label' range from 0 to 2, but node "
+                       r"'logits'.* has 2 units .*widen 'logits' to units=3"):
+        model.fit(data, callbacks=[Count()], progress=False)
+    assert not calls
+    assert all(np.array_equal(model.params[k], before[k]) for k in before)
+    with pytest.raises(gn.DataError, match=r"validation: the labels .* from -1 to 1"):
+        model.fit({"x": np.zeros((2, 2)), "label": np.array([0, 1])},
+                  validation={"x": np.zeros((2, 2)), "label": np.array([-1, 1])},
+                  progress=False)
+    classifier(3).fit(data, progress=False)   # wide enough: trains
+
+
 def test_a_model_without_a_loss_cannot_be_trained():
     g = gn.Graph("noloss")
     g.output(g.add("dense", g.input("x", shape=(2,)), units=1))
@@ -567,7 +639,7 @@ def test_resume_from_a_checkpoint_file_is_bit_identical(tmp_path):
                    batch_size=3, progress=False, checkpoint=path, callbacks=[Interrupt(4)])
     ckpt = gn.load_checkpoint(path)
     assert ckpt.train_state["epoch"] == 3 and ckpt.optimizer.step_count == 21
-    assert gn.History.from_dict(ckpt.history)["epoch"] == [1, 2, 3]
+    assert isinstance(ckpt.history, gn.History) and ckpt.history["epoch"] == [1, 2, 3]
     resumed = ckpt.model                       # the checkpoint's own model, params restored
     history = resumed.fit(regression_data(20), epochs=5, batch_size=3, progress=False,
                           resume=path, checkpoint=path)
