@@ -8,9 +8,7 @@ it, so a damaged or foreign file is a CheckpointError naming what is wrong.
 """
 
 import datetime
-import io
 import json
-import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ import numpy as np
 
 from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
 from .history import History
+from .npzfile import read_npz
 from .util import atomic_write
 from .serialize import _from_text, graph_to_json
 from .version import __version__
@@ -128,28 +127,20 @@ def load_checkpoint(path):
           f"{where}: seed {seed!r} is not a non-negative integer")
     if "graph" not in arrays:
         raise CheckpointError(f"{where}: holds no graph")
-    try:
-        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
-        model = Model(graph, seed=seed, dtype=dtype)
-    except GraphnetError as exc:
-        raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
-
     stored = {}
     for i, name in enumerate(names):
         key = f"param_{i}"
         _need(key in arrays, f"{where}: param {name!r} is missing (no array {key!r})")
         stored[name] = arrays.pop(key)
-    missing = [k for k in model.params if k not in stored]
-    extra = [k for k in stored if k not in model.params]
-    _need(not missing, f"{where}: params missing for {missing}")
-    _need(not extra, f"{where}: params {extra} are not in model {model.name!r}"
-          f"{did_you_mean(extra[0], model.params) if extra else ''}")
+    try:
+        graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
+        _check_params(stored, _param_shapes(graph), np.dtype(dtype), graph.name, where)
+        model = Model(graph, seed=seed, dtype=dtype)  # only now: what it allocates is stored
+    except CheckpointError:
+        raise
+    except GraphnetError as exc:
+        raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
     for name, value in stored.items():
-        want = model.params[name]
-        _need(value.shape == want.shape, f"{where}: param {name!r} has shape {value.shape}, "
-              f"the model needs {want.shape}")
-        _need(value.dtype == want.dtype, f"{where}: param {name!r} is {value.dtype}, the model "
-              f"is {want.dtype}")
         np.copyto(model.params[name], value)  # in place: params stay views of one flat buffer
     try:
         model.rng.bit_generator.state = meta.get("rng")
@@ -173,6 +164,27 @@ def load_checkpoint(path):
     extra = [k for k in arrays if k not in known and not k.startswith("opt_")]
     _need(not extra, f"{where}: unexpected entries {extra}")
     return Checkpoint(model, opt, history, train_state, meta, path)
+
+
+def _param_shapes(graph):
+    """{param name: shape} the graph declares, found without allocating any of them."""
+    from .scheduler import Program
+    return {f"{node.name}.{pname}": tuple(spec.shape)
+            for node in Program(graph).nodes.values() for pname, spec in node.params.items()}
+
+
+def _check_params(stored, shapes, dtype, model_name, where):
+    """The stored params are exactly the graph's, of its shapes and the model's dtype."""
+    missing = [k for k in shapes if k not in stored]
+    extra = [k for k in stored if k not in shapes]
+    _need(not missing, f"{where}: params missing for {missing}")
+    _need(not extra, f"{where}: params {extra} are not in model {model_name!r}"
+          f"{did_you_mean(extra[0], shapes) if extra else ''}")
+    for name, value in stored.items():
+        _need(value.shape == shapes[name], f"{where}: param {name!r} has shape {value.shape}, "
+              f"the model needs {shapes[name]}")
+        _need(value.dtype == dtype, f"{where}: param {name!r} is {value.dtype}, the model "
+              f"is {dtype}")
 
 
 def _need(ok, message):
@@ -274,12 +286,34 @@ def _restore_optimizer(data, arrays, model, where):
     except Exception as exc:
         raise CheckpointError(f"{where}: optimizer {name!r} rejects the saved "
                               f"hyperparameters {hyper}: {exc}") from None
+    _check_moments(opt, state, step, model, where)
     try:
         opt.load_state_dict({**data, "state": state})
     except Exception as exc:
         raise CheckpointError(f"{where}: optimizer {name!r} cannot load the saved state: "
                               f"{type(exc).__name__}: {exc}") from None
     return opt
+
+
+def _check_moments(opt, state, step, model, where):
+    """The saved state holds, for every param, the very arrays the optimizer's own
+    ``init_state`` makes: same names, shapes and dtype (none missing, renamed or extra)."""
+    for pname, param in model.params.items():
+        want = opt.init_state(param)
+        have = state.get(pname)
+        if have is None:
+            _need(not want or step == 0, f"{where}: optimizer {opt.name!r} has no state for "
+                  f"param {pname!r} after {step} steps; the file is corrupted")
+            continue
+        missing = [k for k in want if k not in have]
+        extra = [k for k in have if k not in want]
+        _need(not missing and not extra, f"{where}: optimizer state of {pname!r} holds "
+              f"{sorted(have)}, {opt.name!r} keeps {sorted(want)}; the file is corrupted")
+        for key, arr in have.items():
+            ref = np.asarray(want[key])
+            _need(arr.shape == ref.shape and arr.dtype == ref.dtype,
+                  f"{where}: optimizer state {pname}.{key} is {arr.dtype} {arr.shape}, "
+                  f"{opt.name!r} needs {ref.dtype} {ref.shape}")
 
 
 # --- the file itself ----------------------------------------------------------
@@ -295,62 +329,8 @@ def _write_npz(f, arrays):
 
 def _read_npz(path, where):
     """Every array of the file, checked before numpy parses it; no pickle, ever."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{where} does not exist") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{where} is a folder, not a checkpoint file") from None
-    except Exception as exc:  # BadZipFile, OSError, EOFError, ValueError on a damaged file
-        raise CheckpointError(f"{where} is not a readable .npz file ({type(exc).__name__}: "
-                              f"{exc}); it is truncated, corrupted or not a checkpoint") from None
-    arrays = {}
-    with zf:
-        try:
-            infos = zf.infolist()
-            for info in infos:
-                name = info.filename
-                _need(name.endswith(".npy") and "/" not in name,
-                      f"{where}: unexpected entry {name!r}; not a graphnet checkpoint")
-                _need(info.compress_type == zipfile.ZIP_STORED,
-                      f"{where}: entry {name!r} is compressed; graphnet writes checkpoints "
-                      f"uncompressed")
-                raw = zf.read(info)     # checks the CRC: flipped bytes are caught here
-                key = name[:-4]
-                _need(key not in arrays, f"{where}: entry {key!r} appears twice")
-                arrays[key] = _parse_npy(raw, key, where)
-        except CheckpointError:
-            raise
-        except Exception as exc:
-            raise CheckpointError(f"{where} is corrupted ({type(exc).__name__}: {exc}); "
-                                  f"restore it or use an earlier checkpoint") from None
+    arrays = read_npz(path, where, CheckpointError)
+    for key in arrays:
+        _need("/" not in key, f"{where}: unexpected entry {key + '.npy'!r}; not a graphnet "
+              f"checkpoint")
     return arrays
-
-
-def _parse_npy(raw, key, where):
-    f = io.BytesIO(raw)
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unknown .npy version {version}")
-    except Exception as exc:
-        raise CheckpointError(f"{where}: entry {key!r} is not a readable array ({exc})") from None
-    if dtype.hasobject:
-        raise CheckpointError(f"{where}: entry {key!r} holds Python objects (a pickle), which "
-                              f"graphnet never loads: it could run code. Only trust "
-                              f"checkpoints written by graphnet.save")
-    _need(dtype.kind in "biuf" and dtype.fields is None,
-          f"{where}: entry {key!r} has dtype {dtype}, not a plain numeric array")
-    size = math.prod(shape) * dtype.itemsize
-    _need(size == len(raw) - f.tell(), f"{where}: entry {key!r} claims {size} bytes of data "
-          f"but holds {len(raw) - f.tell()}; the file is truncated or corrupted")
-    f.seek(0)
-    try:
-        return np.load(f, allow_pickle=False)
-    except Exception as exc:
-        raise CheckpointError(f"{where}: entry {key!r} cannot be read ({exc})") from None

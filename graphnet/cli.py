@@ -384,15 +384,15 @@ def cmd_predict(args):
         if suffix == ".npy":
             atomic_write(args.output, lambda f: np.save(f, values), GraphnetError)
         else:
-            flat = values.reshape(len(values), -1)
+            flat = values.reshape(len(values), math.prod(values.shape[1:]))  # 0 rows too
             cols = [name] if flat.shape[1] == 1 and values.ndim == 1 else [
                 f"{name}_{i}" for i in range(flat.shape[1])]
             if args.classes:  # argmax of logits; a single logit (binary) is class 1 above 0
                 cols.append("class")
                 guess = flat.argmax(1) if flat.shape[1] > 1 else (flat[:, 0] > 0)
                 flat = np.column_stack([flat, guess.astype(flat.dtype)])
-            text = ",".join(cols) + "\n" + "\n".join(
-                ",".join(f"{v:.9g}" for v in row) for row in flat) + "\n"
+            text = "\n".join([",".join(cols)] + [",".join(f"{v:.9g}" for v in row)
+                                                  for row in flat]) + "\n"
             atomic_write(args.output, lambda f: f.write(text.encode()), GraphnetError)
     n = len(_first(feeds))
     print(f"wrote {args.output} ({', '.join(f'{k} {v.shape}' for k, v in outputs.items())} "

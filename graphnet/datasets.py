@@ -19,12 +19,12 @@ or index); ``to_feeds`` matches any of these to a model's inputs.
 import csv
 import math
 import os
-import zipfile
 from importlib import resources
 
 import numpy as np
 
 from .errors import DataError, GraphnetError, UnknownOpError, did_you_mean
+from .npzfile import read_npz
 
 # --- shipped and generated datasets ---------------------------------------
 
@@ -240,12 +240,7 @@ def load_file(path, x=None, y=None):
 
 
 def _load_npz(path):
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"data file {path!r} is not a readable .npz file of numeric arrays: "
-                        f"{exc}") from None
+    arrays = read_npz(path, f"data file {path!r}", DataError, compressed=True)
     if not arrays:
         raise DataError(f"data file {path!r} holds no arrays")
     for k, v in arrays.items():

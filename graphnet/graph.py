@@ -21,12 +21,18 @@ import networkx as nx
 from .errors import CycleError, GraphError, did_you_mean
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_/\-]*$")
+MODEL_NAME = re.compile(r"^(?!\.\.?$)[^/\\\x00-\x1f]+$")
+"""A model's name is also its folder, runs/<name>: no path separators, no '.' or '..'."""
 
 
 class Graph:
     """A model declaration: inputs, op nodes, outputs. Build it, then give it to Model."""
 
     def __init__(self, name="model"):
+        if not isinstance(name, str) or not MODEL_NAME.match(name):
+            raise GraphError(f"model name {name!r} is not valid: it names the run's folder "
+                             f"(runs/<name>), so it must be non-empty text without '/', '\\', "
+                             f"control characters, and not '.' or '..'")
         self.nx = nx.DiGraph(name=name, outputs=[])
         self._counters = {}
 

@@ -4,6 +4,8 @@ It lives below training and files so that ``fit`` returns one and a
 checkpoint hands one back (``gn.load_checkpoint(path).history``).
 """
 
+import numbers
+
 from .errors import GraphnetError
 
 
@@ -55,7 +57,16 @@ class History:
                 or not all(isinstance(r, dict) for r in data["epochs"])):
             raise GraphnetError("a history dict needs a list of dicts under 'epochs', as "
                                 "History.to_dict() writes it")
-        return cls(data["epochs"], data.get("stop_reason"))
+        for i, row in enumerate(data["epochs"]):
+            if not all(isinstance(k, str) and (v is None or (isinstance(v, numbers.Real)
+                                                            and not isinstance(v, bool)))
+                       for k, v in row.items()):
+                raise GraphnetError(f"history row {i} must map names to numbers, got "
+                                    f"{row!r:.80}")
+        stop = data.get("stop_reason")
+        if stop is not None and not isinstance(stop, str):
+            raise GraphnetError(f"a history's stop_reason is text or null, got {stop!r:.80}")
+        return cls(data["epochs"], stop)
 
     def plot(self, path=None, validation_label="validation"):
         """Draw the loss (and accuracy) curves per epoch, train and validation.

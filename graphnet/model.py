@@ -16,8 +16,9 @@ import operator
 
 import numpy as np
 
-from .errors import GraphnetError, did_you_mean
+from .errors import GraphnetError, ShapeError, did_you_mean
 from .graph import Graph
+from .ops import check_init
 from .plugins import registry
 from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds
 
@@ -95,7 +96,6 @@ class Model:
 
     def _init_params(self, rng):
         """Each param initialised in node order, all of them views into one flat array."""
-        reg = registry()
         layout, offset = [], 0
         for node in self.program.nodes.values():
             for pname, spec in node.params.items():
@@ -107,24 +107,19 @@ class Model:
         params = flat_arrays(self._layout, np.empty(offset, self.dtype))
         for node in self.program.nodes.values():
             for pname, spec in node.params.items():
-                init = spec.init
-                kwargs = {}
-                if isinstance(init, dict):
-                    kwargs = {k: v for k, v in init.items() if k != "name"}
-                    init = init["name"]
-                initializer = reg.get("initializer", init)
+                where = f"node {node.name!r}: param {pname!r}'s initializer"
+                initializer, kwargs, _ = check_init(where, spec.init, registry().get)
                 fan_in, fan_out = default_fans(spec.shape)
                 fan_in = fan_in if spec.fan_in is None else spec.fan_in
                 fan_out = fan_out if spec.fan_out is None else spec.fan_out
+                out = params[f"{node.name}.{pname}"]
                 try:
-                    value = initializer(rng, spec.shape, fan_in, fan_out, **kwargs)
-                except TypeError as exc:
-                    raise GraphnetError(f"node {node.name!r}: initializer {init!r} of param "
-                                        f"{pname!r} rejected {kwargs}: {exc}") from None
-                if value.shape != tuple(spec.shape):
-                    raise GraphnetError(f"initializer {init!r} returned shape {value.shape} for "
-                                        f"{node.name}.{pname}, which needs {spec.shape}")
-                params[f"{node.name}.{pname}"][...] = value
+                    initializer.fill(out, rng, fan_in, fan_out, **kwargs)
+                except ShapeError as exc:
+                    raise ShapeError(f"{where}: {exc}") from None
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise GraphnetError(f"{where} {initializer.name!r} failed with {kwargs}: "
+                                        f"{type(exc).__name__}: {exc}") from None
         return params
 
     # --- properties --------------------------------------------------------

@@ -86,14 +86,7 @@ def check_attr(where, key, spec, value, find=None):
         if kind == "shape" and any(d < -1 or d == 0 for d in value):
             raise bad("a shape of positive sizes (one -1 allowed in reshape)")
     elif kind == "init":
-        name = value.get("name") if isinstance(value, dict) else value
-        if not isinstance(name, str):
-            raise bad('an initializer name or {"name": ..., ...}')
-        try:
-            if find is not None:
-                find("initializer", name)
-        except UnknownOpError as exc:
-            raise GraphError(f"{where}: attr {key!r}: {exc}") from None
+        value = check_init(f"{where}: attr {key!r}", value, find)[2]
     if spec.choices is not None and value not in spec.choices:
         raise GraphError(f"{where}: attr {key!r} must be one of {list(spec.choices)}, "
                          f"got {value!r}{did_you_mean(value, spec.choices)}")
@@ -102,6 +95,34 @@ def check_attr(where, key, spec, value, find=None):
     if spec.max is not None and value > spec.max:
         raise GraphError(f"{where}: attr {key!r} must be <= {spec.max}, got {value!r}")
     return value
+
+
+def check_init(where, value, find=None):
+    """Check an initializer spec, a name or {"name": ..., **attrs}; with ``find`` (the
+    registry's ``get``) also its attrs against the initializer's own Attrs.
+    Return (initializer or None, checked attrs, normalised spec)."""
+    name = value.get("name") if isinstance(value, dict) else value
+    if not isinstance(name, str):
+        raise GraphError(f'{where} must be an initializer name or {{"name": ..., ...}}, '
+                         f'got {value!r}')
+    given = {k: v for k, v in value.items() if k != "name"} if isinstance(value, dict) else {}
+    if find is None:
+        return None, given, value
+    try:
+        init = find("initializer", name)
+    except UnknownOpError as exc:
+        raise GraphError(f"{where}: {exc}") from None
+    attrs = {}
+    for k, v in given.items():
+        if k not in init.attrs:
+            known = ", ".join(init.attrs) or "none"
+            raise GraphError(f"{where}: initializer {name!r} has no attr {k!r}"
+                             f"{did_you_mean(k, init.attrs)}; it takes: {known}")
+        attrs[k] = check_attr(f"{where}: initializer {name!r}", k, init.attrs[k], v, find)
+    missing = [k for k, a in init.attrs.items() if a.required and k not in attrs]
+    if missing:
+        raise GraphError(f"{where}: initializer {name!r} needs attr {missing[0]!r}")
+    return init, attrs, ({"name": name, **attrs} if isinstance(value, dict) else name)
 
 
 @dataclass(frozen=True)
@@ -284,17 +305,52 @@ class ElementwiseOp(Op):
 
 
 class Initializer:
-    """A named way to fill a new param: ``fn(rng, shape, fan_in, fan_out, **attrs)``."""
+    """A named way to fill a new param: ``fn(rng, shape, fan_in, fan_out, **attrs)``.
 
-    def __init__(self, name, fn, attrs=None, doc=""):
+    ``attrs`` maps each attr to a ``gn.Attr`` (kind, range, default), checked
+    like an op's wherever a model names the initializer; a plain value is
+    its default. ``iid=True`` says each element is drawn independently, so
+    the engine may fill a big param in slices (no full-size float64
+    temporary for a float32 model), with the very same values.
+
+    >>> import graphnet as gn
+    >>> half = gn.Initializer("half", lambda rng, shape, fan_in, fan_out, scale: scale / 2,
+    ...                       {"scale": gn.Attr(1.0, "float", min=0)})
+    >>> half.attrs["scale"].min
+    0
+    """
+
+    def __init__(self, name, fn, attrs=None, doc="", iid=False):
         self.name = name
         self.fn = fn
-        self.attrs = dict(attrs or {})
+        self.attrs = {k: v if isinstance(v, Attr) else Attr(v, "float" if isinstance(v, float) else "any")
+                      for k, v in dict(attrs or {}).items()}
         self.doc = doc or (fn.__doc__ or "").strip()
+        self.iid = iid
 
     def __call__(self, rng, shape, fan_in, fan_out, **attrs):
         return np.asarray(self.fn(rng, tuple(shape), fan_in, fan_out,
-                                  **{**self.attrs, **attrs}), dtype=np.float64)
+                                  **self._with_defaults(attrs)), dtype=np.float64)
+
+    def fill(self, out, rng, fan_in, fan_out, chunk=1 << 20, **attrs):
+        """Write a new value into the array ``out``; iid initializers fill it in slices."""
+        if not self.iid or out.size <= chunk:
+            self._put(out, self(rng, out.shape, fan_in, fan_out, **attrs))
+            return out
+        flat = out.reshape(-1)  # out is contiguous: a view
+        for start in range(0, flat.size, chunk):
+            n = min(chunk, flat.size - start)
+            self._put(flat[start:start + n], self(rng, (n,), fan_in, fan_out, **attrs))
+        return out
+
+    def _put(self, out, value):
+        if value.shape != out.shape:
+            raise ShapeError(f"initializer {self.name!r} returned shape {value.shape} for a "
+                             f"param of shape {out.shape}")
+        out[...] = value
+
+    def _with_defaults(self, attrs):
+        return {**{k: a.default for k, a in self.attrs.items() if not a.required}, **attrs}
 
     def __repr__(self):
         return f"<initializer {self.name}>"

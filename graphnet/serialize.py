@@ -298,6 +298,10 @@ def _translate(path, error, data, source, more):
         exactly = "minItems" in schema and "maxItems" in schema
         count = ("exactly" if exactly else "at least") + f" {n} input{'s' if n != 1 else ''}"
         text = f"op {node.get('op')} takes {count}, found {len(value)}: {value}"
+    elif v == "pattern" and path == ("name",):
+        text = (f"found {_found(value)}; a model's name is also its run folder "
+                f"(runs/<name>): use text without '/', '\\' or control characters, "
+                f"not '.' or '..'")
     elif v == "pattern" or (v == "minLength" and error.validator_value == 1):
         text = (f"found {_found(value)}; expected a name of letters, digits, '_', '-' and "
                 f"'/', starting with a letter or '_'" if v == "pattern" else
@@ -332,10 +336,11 @@ def _expected(schema):
         parts.append(f"one of {schema['enum']}")
     if "const" in schema:
         parts.append(f"{schema['const']!r}")
-    for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                      ("exclusiveMaximum", "<")):
-        if key in schema:
-            parts.append(f"{word} {schema[key]}")
+    bounds = [f"{word} {schema[key]}" for key, word in (
+        ("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+        ("exclusiveMaximum", "<")) if key in schema]
+    if bounds:
+        parts.append(" and ".join(bounds))
     for key, word in (("minItems", "at least"), ("maxItems", "at most")):
         if key in schema:
             parts.append(f"a list of {word} {schema[key]} items")

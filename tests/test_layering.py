@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "graphnet"
 
 LAYERS = [
-    ("errors and shared pieces", ["errors", "util", "version"]),
+    ("errors and shared pieces", ["errors", "util", "version", "npzfile"]),
     ("interfaces", ["ops", "optim", "schedules", "hookspecs"]),
     ("registry and builtins", ["plugins", "builtin", "builtin.*", "datasets"]),
     ("engine", ["graph", "scheduler", "model"]),

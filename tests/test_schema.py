@@ -57,7 +57,9 @@ def test_schema_covers_initializers_optimizers_and_datasets():
     assert "digits" in defs["training"]["properties"]["dataset"]["enum"]
     normal = [c for c in defs["init"]["else"]["allOf"]
               if c["if"]["properties"]["name"]["const"] == "normal"][0]
-    assert normal["then"]["properties"]["std"] == {"type": "number", "default": 0.05}
+    assert normal["then"]["properties"]["std"] == {
+        "type": "number", "description": "standard deviation", "default": 0.05, "minimum": 0,
+        "maximum": 1e6}
 
 
 class Scale(gn.Op):

@@ -6,8 +6,12 @@ glorot_* (Glorot and Bengio 2010) suit tanh and sigmoid; he_* (He et al.
 
 import numpy as np
 
-from ..ops import Initializer
 from ..hookspecs import hookimpl
+from ..ops import Attr, Initializer
+
+
+MAX_SCALE = 1e6
+"""Largest std or limit: beyond it a param is noise that no float32 training recovers from."""
 
 
 def zeros(rng, shape, fan_in, fan_out):
@@ -47,12 +51,17 @@ def he_uniform(rng, shape, fan_in, fan_out):
 @hookimpl
 def graphnet_initializers():
     return [
-        Initializer("zeros", zeros, doc="all zeros"),
-        Initializer("ones", ones, doc="all ones"),
-        Initializer("normal", normal, {"std": 0.05}, doc="N(0, std^2)"),
-        Initializer("uniform", uniform, {"limit": 0.05}, doc="U(-limit, limit)"),
-        Initializer("glorot_uniform", glorot_uniform, doc="U(+-sqrt(6/(fan_in+fan_out)))"),
-        Initializer("glorot_normal", glorot_normal, doc="N(0, 2/(fan_in+fan_out))"),
-        Initializer("he_normal", he_normal, doc="N(0, 2/fan_in)"),
-        Initializer("he_uniform", he_uniform, doc="U(+-sqrt(6/fan_in))"),
+        Initializer("zeros", zeros, doc="all zeros", iid=True),
+        Initializer("ones", ones, doc="all ones", iid=True),
+        Initializer("normal", normal, {"std": Attr(0.05, "float", min=0, max=MAX_SCALE,
+                                                   doc="standard deviation")},
+                    doc="N(0, std^2)", iid=True),
+        Initializer("uniform", uniform, {"limit": Attr(0.05, "float", min=0, max=MAX_SCALE,
+                                                       doc="half-width of the interval")},
+                    doc="U(-limit, limit)", iid=True),
+        Initializer("glorot_uniform", glorot_uniform, doc="U(+-sqrt(6/(fan_in+fan_out)))",
+                    iid=True),
+        Initializer("glorot_normal", glorot_normal, doc="N(0, 2/(fan_in+fan_out))", iid=True),
+        Initializer("he_normal", he_normal, doc="N(0, 2/fan_in)", iid=True),
+        Initializer("he_uniform", he_uniform, doc="U(+-sqrt(6/fan_in))", iid=True),
     ]

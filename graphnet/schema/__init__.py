@@ -17,7 +17,7 @@ from importlib import resources
 import jsonschema
 
 from ..errors import SchemaError
-from ..graph import NAME
+from ..graph import MODEL_NAME, NAME
 from ..util import atomic_write, plain
 
 FORMAT = "graphnet-model/1"
@@ -168,7 +168,7 @@ def _build_schema(tables):
     for iname in inits:
         init = tables["initializer"][iname].obj
         props = {"name": {"const": iname}}
-        props.update({k: _value_schema(v) for k, v in init.attrs.items()})
+        props.update({k: _attr_schema(spec) for k, spec in init.attrs.items()})
         init_cases.append({"if": {"properties": {"name": {"const": iname}}},
                            "then": {"properties": props, "additionalProperties": False}})
     defs["init"] = {
@@ -263,7 +263,9 @@ def _build_schema(tables):
         "properties": {
             "$schema": {"type": "string"},
             "format": {"const": FORMAT},
-            "name": {"type": "string", "minLength": 1},
+            "name": {"type": "string", "minLength": 1, "pattern": MODEL_NAME.pattern,
+                     "description": "the model's name, also its run folder runs/<name>: no "
+                                    "'/', '\\', control characters, '.' or '..'"},
             "inputs": {"type": "array", "items": {"$ref": "#/$defs/input"}},
             "nodes": {"type": "array", "items": {"$ref": "#/$defs/node"}},
             "outputs": {"type": "array", "items": {"$ref": "#/$defs/name"}},
