@@ -12,18 +12,18 @@ from .callbacks import Callback, EarlyStopping, LearningRateLogger
 from .checkpoint import Checkpoint, load, load_checkpoint, save
 from .errors import (CheckpointError, CycleError, DataError, FeedError, GraphError,
                      GraphnetError, PluginError, SchemaError, ShapeError, TrainingError,
-                     UnknownOpError)
+                     UnknownNameError, UnknownOpError)
 from .gradients import GradcheckReport, gradcheck
 from .graph import Graph
 from .history import History
+from .hookspecs import hookimpl
+from .lr_schedules import Schedule
 from .model import Model
 from .onnx import from_onnx, to_onnx
 from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, Param
-from .hookspecs import hookimpl
 from .optim import Optimizer
 from .plugins import optimizer, schedule
 from .render import render
-from .schedules import Schedule
 from .schema import model_schema
 from .version import __version__
 
@@ -41,7 +41,7 @@ __all__ = [
     "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
     "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
     "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "Schedule", "SchemaError",
-    "ShapeError", "TrainingError", "UnknownOpError", "from_onnx", "gradcheck", "hookimpl",
-    "load", "load_checkpoint", "model_schema", "optimizer", "plugins", "render", "save",
-    "schedule", "to_onnx",
+    "ShapeError", "TrainingError", "UnknownNameError", "UnknownOpError", "from_onnx",
+    "gradcheck", "hookimpl", "load", "load_checkpoint", "model_schema", "optimizer", "plugins",
+    "render", "save", "schedule", "to_onnx",
 ]

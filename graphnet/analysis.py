@@ -118,7 +118,7 @@ def activation_table(x, names=None):
     """
     x = np.asarray(x, dtype=np.float64)
     table = {}
-    for entry in registry().list("activation"):
+    for entry in registry().entries("activation"):
         if names is not None and entry.name not in names:
             continue
         act = entry.obj
@@ -129,7 +129,7 @@ def activation_table(x, names=None):
         order = list(names)
         missing = [n for n in order if n not in table]
         if missing:
-            registry().get("activation", missing[0])  # raises UnknownOpError, naming it
+            registry().get("activation", missing[0])  # raises UnknownNameError, naming it
         table = {n: table[n] for n in order}
     return table
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import CheckpointError, GraphnetError, UnknownOpError, did_you_mean
+from .errors import CheckpointError, GraphnetError, UnknownNameError, did_you_mean
 from .history import History
 from .npzfile import read_npz
 from .util import atomic_write
@@ -281,7 +281,7 @@ def _restore_optimizer(data, arrays, model, where):
             state[pname][key] = arrays[ref]
     try:
         opt = make(name, **hyper)
-    except UnknownOpError as exc:
+    except UnknownNameError as exc:
         raise CheckpointError(f"{where}: {exc}") from None
     except Exception as exc:
         raise CheckpointError(f"{where}: optimizer {name!r} rejects the saved "

@@ -164,7 +164,7 @@ def cmd_summary(args):
 def cmd_plugins(args):
     from . import plugins
     rows = []
-    for e in plugins.list():
+    for e in plugins.entries():
         kind = e.kind
         if kind == "op":
             if e.name in plugins.registry().tables()["activation"]:

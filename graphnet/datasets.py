@@ -23,7 +23,7 @@ from importlib import resources
 
 import numpy as np
 
-from .errors import DataError, GraphnetError, UnknownOpError, did_you_mean
+from .errors import DataError, GraphnetError, UnknownNameError, did_you_mean
 from .npzfile import read_npz
 
 # --- shipped and generated datasets ---------------------------------------
@@ -154,7 +154,7 @@ def load(name, **options):
     from .plugins import get
     try:
         dataset = get("dataset", name)
-    except UnknownOpError as exc:
+    except UnknownNameError as exc:
         raise DataError(str(exc)) from None
     if dataset.options:
         for key, value in list(options.items()):

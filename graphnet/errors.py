@@ -23,8 +23,12 @@ class ShapeError(GraphnetError):
     """Shapes that do not fit an op, found by shape inference."""
 
 
-class UnknownOpError(GraphnetError):
-    """An op, activation, optimizer, initializer or dataset name nobody registered."""
+class UnknownNameError(GraphnetError):
+    """An op, activation, optimizer, schedule, initializer or dataset name nobody registered."""
+
+
+UnknownOpError = UnknownNameError
+"""The name of UnknownNameError in graphnet 0.1, kept so that ``except UnknownOpError`` works."""
 
 
 class SchemaError(GraphnetError):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import GraphError, ShapeError, UnknownOpError, did_you_mean
+from .errors import GraphError, ShapeError, UnknownNameError, did_you_mean
 
 REQUIRED = object()
 """Default of an attr that every node must set (``dense``'s ``units``)."""
@@ -110,7 +110,7 @@ def check_init(where, value, find=None):
         return None, given, value
     try:
         init = find("initializer", name)
-    except UnknownOpError as exc:
+    except UnknownNameError as exc:
         raise GraphError(f"{where}: {exc}") from None
     attrs = {}
     for k, v in given.items():
@@ -254,7 +254,7 @@ class Activation:
         return f"<activation {self.name}>"
 
 
-class ElementwiseOp(Op):
+class ActivationOp(Op):
     """The op the engine makes of an Activation: y = f(x), dx = dy * f'(x)."""
 
     kind = "activation"

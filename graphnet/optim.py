@@ -40,7 +40,7 @@ import operator
 import numpy as np
 
 from .errors import GraphnetError, did_you_mean
-from .schedules import Schedule
+from .lr_schedules import Schedule
 
 
 class Optimizer:

@@ -21,7 +21,6 @@ The rules, so that no plugin can break graphnet behind a user's back:
   raises a ``PluginError`` naming the plugin and the hook.
 """
 
-import builtins
 import importlib
 import importlib.metadata
 import inspect
@@ -34,11 +33,11 @@ from typing import NamedTuple
 import pluggy
 
 from . import hookspecs
-from .errors import GraphnetError, PluginError, UnknownOpError, did_you_mean
+from .errors import GraphnetError, PluginError, UnknownNameError, did_you_mean
 from .hookspecs import hookimpl
-from .ops import Activation, Attr, Dataset, ElementwiseOp, Initializer, Op
+from .ops import Activation, ActivationOp, Attr, Dataset, Initializer, Op
 from .optim import Optimizer
-from .schedules import Schedule
+from .lr_schedules import Schedule
 
 BUILTIN_PLUGINS = (
     "graphnet.builtin.ops",
@@ -46,7 +45,7 @@ BUILTIN_PLUGINS = (
     "graphnet.builtin.losses",
     "graphnet.builtin.initializers",
     "graphnet.builtin.optimizers",
-    "graphnet.builtin.schedules",
+    "graphnet.builtin.lr_schedules",
     "graphnet.builtin.datasets",
 )
 
@@ -272,7 +271,7 @@ class Registry:
                     f"{_describe(other.plugin, self.dists)} and activation from "
                     f"{_describe(entry.plugin, self.dists)}; ops and activations share "
                     f"one namespace, so uninstall or unregister one of them")
-            tables["op"][name] = Entry("op", name, ElementwiseOp(entry.obj), entry.plugin,
+            tables["op"][name] = Entry("op", name, ActivationOp(entry.obj), entry.plugin,
                                        entry.distribution, entry.version)
         return tables
 
@@ -285,7 +284,7 @@ class Registry:
                               f"{hook}(): {type(exc).__name__}: {exc}") from exc
         if result is None:
             return []
-        if not isinstance(result, (builtins.list, tuple)):
+        if not isinstance(result, (list, tuple)):
             raise PluginError(f"plugin {_describe(impl.plugin_name, self.dists)}: {hook}() "
                               f"must return a list, got {type(result).__name__}")
         return result
@@ -302,25 +301,25 @@ class Registry:
         tables[kind][name] = Entry(kind, name, obj, plugin, dist, version)
 
     def get(self, kind, name):
-        """The object registered as ``name`` of this kind, or UnknownOpError."""
+        """The object registered as ``name`` of this kind, or UnknownNameError."""
         table = self.tables()[_kind(kind)]
         entry = table.get(name)
         if entry is None:
             known = ", ".join(sorted(table)) or "none"
-            raise UnknownOpError(
+            raise UnknownNameError(
                 f"unknown {kind} {name!r}{did_you_mean(name, table)}; no installed plugin "
                 f"provides it (install the plugin that does, or see `graphnet plugins`). "
                 f"Registered {kind}s: {known}")
         return entry.obj
 
-    def list(self, kind=None):
+    def entries(self, kind=None):
         """Every registered Entry, sorted by kind and name (or of one kind).
 
         Activations are listed once, as activations, although ``get("op", name)``
         also finds their elementwise op.
         """
         tables = self.tables()
-        kinds = [_kind(kind)] if kind else builtins.list(KINDS)
+        kinds = [_kind(kind)] if kind else list(KINDS)
         out = []
         for k in kinds:
             for name, entry in sorted(tables[k].items()):
@@ -423,7 +422,7 @@ def _as_plugin(obj):
     """(plugin, default name) for register(): modules and hook objects as they are;
     an Op, Activation, Optimizer or Schedule class, Initializer or Dataset (or a list of them)
     wrapped into a plugin object with the right hooks."""
-    items = obj if isinstance(obj, (builtins.list, tuple)) else [obj]
+    items = obj if isinstance(obj, (list, tuple)) else [obj]
     kinds = [_kind_of(item) for item in items]
     if items and all(kinds):
         class RuntimePlugin:
@@ -432,7 +431,7 @@ def _as_plugin(obj):
         for kind in dict.fromkeys(kinds):
             things = [item for item, k in zip(items, kinds) if k == kind]
             setattr(RuntimePlugin, KINDS[kind],
-                    staticmethod(hookimpl(lambda things=things: builtins.list(things))))
+                    staticmethod(hookimpl(lambda things=things: list(things))))
         names = ",".join(str(getattr(item, "name", "?")) for item in items)
         return RuntimePlugin(), f"runtime:{names}"
     default = getattr(obj, "__name__", None) or type(obj).__name__
@@ -502,13 +501,13 @@ def unregister(name):
     registry().unregister(name)
 
 
-def list(kind=None):  # noqa: A001 - the public name DESIGN.md asks for
+def entries(kind=None):
     """Every registered name as an Entry (kind, name, obj, plugin, distribution, version).
 
-    >>> [e.distribution for e in list("activation") if e.name == "tanh"]
+    >>> [e.distribution for e in entries("activation") if e.name == "tanh"]
     ['graphnet']
     """
-    return registry().list(kind)
+    return registry().entries(kind)
 
 
 def failures():
@@ -574,7 +573,7 @@ def as_schedule(value, where="lr"):
 def check_names(what, cls, given):
     """Refuse keyword names that ``cls.__init__`` does not take, with a did-you-mean."""
     sig = inspect.signature(cls.__init__)
-    params = [p for p in builtins.list(sig.parameters.values())[1:]
+    params = [p for p in list(sig.parameters.values())[1:]
               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         return

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from .errors import FeedError, GraphError, GraphnetError, ShapeError, UnknownOpError, did_you_mean
+from .errors import FeedError, GraphError, GraphnetError, ShapeError, UnknownNameError, did_you_mean
 from .ops import Context, Param, check_attr
 from .plugins import registry
 
@@ -91,8 +91,8 @@ class Program:
         opname = data["op"]
         try:
             op = reg.get("op", opname)
-        except UnknownOpError as exc:
-            raise UnknownOpError(f"node {name!r}: {exc}") from None
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"node {name!r}: {exc}") from None
         where = f"node {name!r} ({opname})"
         inputs = list(data.get("inputs", []))
         if op.n_inputs is None:

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from .errors import GraphnetError, SchemaError, UnknownOpError, did_you_mean
+from .errors import GraphnetError, SchemaError, UnknownNameError, did_you_mean
 from .graph import Graph
 from .ops import check_attr
 from .plugins import optimizer, registry
@@ -122,7 +122,7 @@ def graph_from_json(path_or_text):
 def graph_from_dict(data, source="<dict>"):
     """A Graph from the JSON form's dict, checked against the schema and the engine.
 
-    Raises SchemaError (or the engine's ShapeError, CycleError, UnknownOpError,
+    Raises SchemaError (or the engine's ShapeError, CycleError, UnknownNameError,
     GraphError) naming ``source``, the JSON path and the node.
     """
     data = _plain_input(data, source)
@@ -285,7 +285,7 @@ def _translate(path, error, data, source, more):
             text = ("\"input\" is not an op for nodes: declare inputs in the top-level "
                     "\"inputs\" list")
         else:
-            cls = UnknownOpError
+            cls = UnknownNameError
             text = (f"unknown {kind} {value!r}{did_you_mean(value, choices)}; no installed "
                     f"plugin provides it (install the plugin that does, or pick one of: "
                     f"{', '.join(choices) or 'none'})")

@@ -11,9 +11,9 @@ GENERATED = ["moons", "spirals", "xor", "sine"]
 # --- registered datasets ------------------------------------------------------
 
 def test_every_builtin_dataset_is_a_plugin():
-    names = {e.name for e in gn.plugins.list("dataset")}
+    names = {e.name for e in gn.plugins.entries("dataset")}
     assert {"digits", *GENERATED} <= names
-    for e in gn.plugins.list("dataset"):
+    for e in gn.plugins.entries("dataset"):
         if e.name in GENERATED:
             assert e.distribution == "graphnet"
             assert {"n", "noise", "seed", "test_fraction"} <= set(e.obj.options)

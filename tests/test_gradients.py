@@ -217,7 +217,7 @@ def test_gradcheck_reports_a_wrong_gradient_without_raising():
 def test_check_activation_raises_on_a_wrong_derivative():
     with pytest.raises(AssertionError, match="bad_cube"):
         check_activation(bad_cube())
-    assert "bad_cube" not in [e.name for e in gn.plugins.list("op")]
+    assert "bad_cube" not in [e.name for e in gn.plugins.entries("op")]
 
 
 def test_report_lists_every_param_and_counts_entries():

@@ -28,7 +28,7 @@ def forbid_graph_and_registry(monkeypatch):
             monkeypatch.setattr(nx, name, boom(f"networkx.{name}"))
     for cls in (nx.Graph, nx.DiGraph):
         monkeypatch.setattr(cls, "__getattribute__", boom(f"an attribute of a {cls.__name__}"))
-    for name in ("get", "tables", "list", "load"):
+    for name in ("get", "tables", "entries", "load"):
         monkeypatch.setattr(Registry, name, boom(f"Registry.{name}"))
     monkeypatch.setattr(gn.plugins, "registry", boom("plugins.registry"))
     monkeypatch.setattr(gn.plugins, "get", boom("plugins.get"))
@@ -48,7 +48,7 @@ def residual_model():
     return gn.Model(g, seed=0)
 
 
-OPTIMIZERS = sorted(e.name for e in gn.plugins.list("optimizer"))
+OPTIMIZERS = sorted(e.name for e in gn.plugins.entries("optimizer"))
 
 
 @pytest.mark.parametrize("opt_name", OPTIMIZERS)

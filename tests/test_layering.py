@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "graphnet"
 
 LAYERS = [
     ("errors and shared pieces", ["errors", "util", "version", "npzfile"]),
-    ("interfaces", ["ops", "optim", "schedules", "hookspecs"]),
+    ("interfaces", ["ops", "optim", "lr_schedules", "hookspecs"]),
     ("registry and builtins", ["plugins", "builtin", "builtin.*", "datasets"]),
     ("engine", ["graph", "scheduler", "model"]),
     ("files", ["schema", "serialize", "checkpoint", "history", "onnx"]),

@@ -35,7 +35,7 @@ PARAMS = [pytest.param(name, shapes, attrs, id=f"{name}-{i}")
 
 
 def builtin_ops():
-    return sorted(e.name for e in plugins.list("op")
+    return sorted(e.name for e in plugins.entries("op")
                   if e.plugin.startswith("graphnet.builtin") and e.name != "input")
 
 

@@ -384,7 +384,7 @@ def test_a_third_party_optimizer_gets_validation_schedules_and_clipping(signsgd)
 
 
 def test_builtins_come_through_the_plugin_hook():
-    names = {e.name for e in gn.plugins.list("optimizer")}
+    names = {e.name for e in gn.plugins.entries("optimizer")}
     assert {"sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad"} <= names
 
 

@@ -97,7 +97,7 @@ def run_python(code, extra_path=(), **env):
 def test_builtins_are_registered_first_in_their_declared_order():
     names = [name for name, _ in plugins.registry().pm.list_name_plugin()]
     assert tuple(names[:len(BUILTIN_PLUGINS)]) == BUILTIN_PLUGINS
-    tanh = [e for e in plugins.list("activation") if e.name == "tanh"][0]
+    tanh = [e for e in plugins.entries("activation") if e.name == "tanh"][0]
     assert (tanh.plugin, tanh.distribution) == ("graphnet.builtin.activations", "graphnet")
 
 
@@ -105,7 +105,7 @@ def test_entry_point_plugin_is_loaded_and_listed_with_its_distribution(tmp_path,
     install(monkeypatch, make_dist(tmp_path, "doubler-dist", {"doubler": "doubler_mod"},
                                    {"doubler_mod.py": activation_module("doubler")},
                                    version="2.3"))
-    entry = [e for e in plugins.list() if e.name == "doubler"]
+    entry = [e for e in plugins.entries() if e.name == "doubler"]
     assert [(e.kind, e.plugin, e.distribution, e.version) for e in entry] == [
         ("activation", "doubler", "doubler-dist", "2.3")]
     assert entry[0].to_dict()["distribution"] == "doubler-dist"
@@ -141,7 +141,7 @@ def test_broken_plugin_warns_once_and_graphnet_keeps_working(tmp_path, monkeypat
         plugins.registry()
         plugins.registry()
         model = tiny_model("tanh")
-        listed = plugins.list()
+        listed = plugins.entries()
     ours = [w for w in caught if issubclass(w.category, PluginWarning)]
     assert len(ours) == 1
     message = str(ours[0].message)
@@ -181,7 +181,7 @@ def test_strict_mode_turns_a_broken_plugin_into_an_error(tmp_path, monkeypatch):
 
 def test_strict_mode_in_a_fresh_interpreter_exits_with_the_error(tmp_path):
     make_dist(tmp_path, "broken-dist", {"broken": "broken_mod"}, BROKEN)
-    proc = run_python("import graphnet as gn; gn.plugins.list()", [tmp_path],
+    proc = run_python("import graphnet as gn; gn.plugins.entries()", [tmp_path],
                       GRAPHNET_STRICT_PLUGINS="1")
     assert proc.returncode != 0
     assert "PluginError" in proc.stderr and "broken-dist" in proc.stderr
@@ -209,7 +209,7 @@ def test_two_distributions_claiming_one_name_name_both(tmp_path, monkeypatch):
               {"twin_b_mod.py": activation_module("twin")})
     install(monkeypatch, tmp_path)
     with pytest.raises(gn.PluginError) as info:
-        plugins.list()
+        plugins.entries()
     message = str(info.value)
     for part in ("'twin'", "twin_a", "twin-a", "twin_b", "twin-b"):
         assert part in message
@@ -324,7 +324,7 @@ def test_wrong_kind_from_an_installed_plugin_names_plugin_and_hook(tmp_path, mon
                                    {"wrong_mod.py": source}))
     with pytest.raises(gn.PluginError, match=r"'wrong'.*wrong-dist.*graphnet_ops.*"
                                              r"graphnet_activations"):
-        plugins.list()
+        plugins.entries()
 
 
 def test_a_plugin_without_hooks_is_refused():
@@ -346,7 +346,7 @@ def test_register_a_module_like_object_then_unregister():
 
     name = plugins.register(Cube())
     assert name == "Cube"
-    entry = [e for e in plugins.list() if e.name == "cube"]
+    entry = [e for e in plugins.entries() if e.name == "cube"]
     assert [(e.kind, e.plugin, e.distribution) for e in entry] == [("activation", "Cube", None)]
     np.testing.assert_allclose(tiny_model("cube").predict({"x": np.zeros((1, 3))})["act"], 0)
     plugins.unregister(name)
@@ -379,7 +379,7 @@ def test_register_objects_directly():
     gn.optimizer("half").step(params, {"w": np.zeros(2)})
     np.testing.assert_array_equal(params["w"], [0.5, 0.5])
     assert plugins.get("op", "twice").name == "twice"
-    assert [e.kind for e in plugins.list() if e.name in ("half", "twice", "neg")] == [
+    assert [e.kind for e in plugins.entries() if e.name in ("half", "twice", "neg")] == [
         "op", "activation", "optimizer"]
 
 
@@ -389,12 +389,12 @@ def test_builtins_cannot_be_unregistered():
 
 
 def test_list_shows_each_name_once_and_refuses_unknown_kinds():
-    names = [(e.kind, e.name) for e in plugins.list()]
+    names = [(e.kind, e.name) for e in plugins.entries()]
     assert len(names) == len(set(names))
     assert ("activation", "tanh") in names and ("op", "tanh") not in names
-    assert any(e.name == "tanh" for e in plugins.list("op"))   # by kind, ops include them
+    assert any(e.name == "tanh" for e in plugins.entries("op"))   # by kind, ops include them
     with pytest.raises(gn.PluginError, match="did you mean 'op'"):
-        plugins.list("ops")
+        plugins.entries("ops")
 
 
 def test_unknown_name_error_suggests_and_lists():
@@ -418,7 +418,7 @@ def test_contrib_installed_names_work_from_python_and_are_listed(tmp_path, monke
     for path in contrib_install(tmp_path):
         monkeypatch.syspath_prepend(str(path))
     plugins.reset()
-    listed = {(e.kind, e.name): e for e in plugins.list()}
+    listed = {(e.kind, e.name): e for e in plugins.entries()}
     for kind, names in CONTRIB_NAMES.items():
         for name in names:
             entry = listed[(kind, name)]
@@ -466,7 +466,7 @@ def test_contrib_model_file_needs_contrib(tmp_path):
     without = run_python(code, contrib_install(tmp_path / "again"),
                          GRAPHNET_DISABLE_PLUGIN_AUTOLOAD="1")
     assert without.returncode == 0, without.stderr
-    assert without.stdout.startswith("error UnknownOpError"), without.stdout
+    assert without.stdout.startswith("error UnknownNameError"), without.stdout
     assert "layer_norm" in without.stdout or "gelu" in without.stdout
 
 

@@ -111,7 +111,7 @@ def test_a_plugin_adds_a_schedule():
         assert opt.schedule(2) == 0.5
     finally:
         gn.plugins.unregister(name)
-    assert "schedule" in {e.kind for e in gn.plugins.list()}
+    assert "schedule" in {e.kind for e in gn.plugins.entries()}
 
 
 def test_a_plugin_returning_a_non_schedule_is_refused():

@@ -45,7 +45,7 @@ def test_check_op_on_a_custom_op_with_a_param():
     report = check_op(Scale(), [(4,)])
     assert report.ok and {"node.gain", "in0"} <= set(report.errors)
     assert check_op(Scale, [(2, 3)], {"start": 2.0}).ok    # a class works too
-    assert "test_scale" not in [e.name for e in plugins.list("op")]  # unregistered after
+    assert "test_scale" not in [e.name for e in plugins.entries("op")]  # unregistered after
 
 
 def test_check_op_catches_a_wrong_param_gradient():

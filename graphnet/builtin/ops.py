@@ -82,7 +82,7 @@ class Dense(Op):
         return b.op("Add", y, bias) if bias else y
 
 
-class Elementwise(Op):
+class BroadcastMerge(Op):
     """Shared logic of add, sub and mul: per-sample numpy broadcasting."""
 
     kind = "merge"
@@ -127,7 +127,7 @@ class Elementwise(Op):
         return b.op(self.onnx_type, x, y)
 
 
-class Add(Elementwise):
+class Add(BroadcastMerge):
     """a + b (a residual or skip connection)."""
 
     name = "add"
@@ -142,7 +142,7 @@ class Add(Elementwise):
         return self.unbroadcast(dy, sa), self.unbroadcast(dy, sb)
 
 
-class Sub(Elementwise):
+class Sub(BroadcastMerge):
     """a - b."""
 
     name = "sub"
@@ -157,7 +157,7 @@ class Sub(Elementwise):
         return self.unbroadcast(dy, sa), self.unbroadcast(-dy, sb)
 
 
-class Mul(Elementwise):
+class Mul(BroadcastMerge):
     """a * b, elementwise (a gate, or a square with the same input twice)."""
 
     name = "mul"

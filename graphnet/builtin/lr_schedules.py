@@ -5,7 +5,7 @@ import math
 from ..errors import GraphnetError
 from ..hookspecs import hookimpl
 from ..plugins import as_schedule
-from ..schedules import Schedule
+from ..lr_schedules import Schedule
 
 
 class Constant(Schedule):
