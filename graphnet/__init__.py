@@ -24,6 +24,7 @@ from .ops import REQUIRED, Activation, Attr, Context, Dataset, Initializer, Op, 
 from .optim import Optimizer
 from .plugins import optimizer, schedule
 from .render import render
+from .runs import RunResult, train_run
 from .schema import model_schema
 from .version import __version__
 
@@ -40,8 +41,8 @@ __all__ = [
     "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
     "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
     "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
-    "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "Schedule", "SchemaError",
-    "ShapeError", "TrainingError", "UnknownNameError", "UnknownOpError", "from_onnx",
-    "gradcheck", "hookimpl", "load", "load_checkpoint", "model_schema", "optimizer", "plugins",
-    "render", "save", "schedule", "to_onnx",
+    "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "RunResult", "Schedule",
+    "SchemaError", "ShapeError", "TrainingError", "UnknownNameError", "UnknownOpError",
+    "from_onnx", "gradcheck", "hookimpl", "load", "load_checkpoint", "model_schema",
+    "optimizer", "plugins", "render", "save", "schedule", "to_onnx", "train_run",
 ]

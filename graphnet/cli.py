@@ -14,8 +14,8 @@ import json
 import math
 import os
 import sys
-import time
 import traceback
+import warnings
 
 import numpy as np
 
@@ -91,6 +91,16 @@ def read_graph(path):
     return Graph.from_json(_existing(path, "model file"))
 
 
+def load_trained(path, command):
+    """The Model of a checkpoint; a JSON model file holds no trained weights, so it is refused."""
+    if not path.lower().endswith(".npz"):
+        raise UsageError(f"{path!r} is a model file, which holds no trained weights "
+                         f"(its params would be random); pass a checkpoint, e.g. "
+                         f"runs/<name>/model.npz, which 'graphnet train {path}' writes",
+                         f"{PROG} {command}")
+    return load_model(path)
+
+
 def load_model(path, seed=0):
     """A Model from a JSON model file (fresh params from ``seed``) or a checkpoint (.npz)."""
     from .model import Model
@@ -101,58 +111,15 @@ def load_model(path, seed=0):
 
 
 def load_drawable(path):
-    """What ``render`` draws: a model file's Graph (drawn even if it does not compile),
-    or a checkpoint's Model."""
-    return load_model(path) if path.lower().endswith(".npz") else read_graph(path)
-
-
-def load_data(args, model, block=None, base="."):
-    """The train and test splits as feeds for ``model``, from --dataset, --data or the block.
-
-    A named dataset comes with its fixed test split. A data file is split 80/20
-    with a fixed seed, unless --test-data names a separate test file.
-    """
-    from . import datasets as ds
-    block = block or {}
-    dataset, data_file = args.dataset, args.data
-    options = dict(getattr(args, "dataset_option", None) or [])
-    if dataset is None and data_file is None:
-        dataset = block.get("dataset")
-        if dataset is None and block.get("data"):
-            data_file = os.path.join(base, block["data"])
-    if dataset is None and data_file is None:
-        raise UsageError("no data to use: pass --dataset NAME or --data FILE "
-                         "(or set training.dataset in the model file)")
-    if dataset is not None:
-        splits = ds.load(dataset, **options)
-        source = f"dataset {dataset!r}"
-    else:
-        if options:
-            raise UsageError("--dataset-option applies to --dataset, not to --data files")
-        source = f"data file {data_file!r}"
-        feeds = ds.to_feeds(model, ds.load_file(data_file, x=args.x, y=args.y), source=source)
-        test_file = getattr(args, "test_data", None)
-        if not test_file:
-            return ds.split(feeds)
-        test = ds.to_feeds(model, ds.load_file(test_file, x=args.x, y=args.y),
-                           source=f"data file {test_file!r}")
-        return {"train": feeds, "test": test}
-    return {s: ds.to_feeds(model, splits[s], source=source) for s in ("train", "test")}
-
-
-def scores(result):
-    """The loss and accuracy (None for a model without a classification loss) of what
-    ``graphnet.train.evaluate`` returns, as plain floats."""
-    accuracy = result.get("accuracy")
-    return {"loss": float(result["loss"]),
-            "accuracy": None if accuracy is None else float(accuracy)}
-
-
-def format_scores(s):
-    text = f"loss {s['loss']:.4f}"
-    if s["accuracy"] is not None:
-        text += f", accuracy {s['accuracy']:.2%}"
-    return text
+    """What ``render`` draws, and the problem that keeps it from compiling (or None): a
+    checkpoint's Model, or a model file's Graph, which is drawn even if it does not compile."""
+    if path.lower().endswith(".npz"):
+        return load_model(path), None
+    try:
+        return read_graph(path), None
+    except GraphnetError as exc:   # JSON that parses and follows the schema is still drawn
+        from .serialize import graph_from_json
+        return graph_from_json(path, compile=False), exc
 
 
 # --- commands -----------------------------------------------------------------------
@@ -256,94 +223,32 @@ def cmd_render(args):
     suffix = os.path.splitext(args.output)[1].lower()
     if suffix not in (".svg", ".png", ".pdf", ".dot"):
         raise UsageError(f"render: output {args.output!r} must end in .svg, .png, .pdf or .dot")
-    render(load_drawable(args.model), args.output, rankdir=args.rankdir, collapse=args.collapse)
+    drawable, problem = load_drawable(args.model)
+    render(drawable, args.output, rankdir=args.rankdir, collapse=args.collapse)
     print(f"wrote {args.output}")
+    if problem is not None:   # drawn with the failing node marked; the check failed: exit 1
+        _print_error(problem)
+        return EXIT_FAILED
 
 
 def cmd_train(args):
-    from . import datasets as ds
-    from .model import Model
-    from .plugins import optimizer as make_optimizer
-    from .serialize import training_block
-    from .train import evaluate, fit
-
-    if args.model.lower().endswith(".npz"):
-        raise UsageError("train takes a JSON model file; to continue a run from a checkpoint "
-                         "pass the model file with --resume CKPT")
-    graph = read_graph(args.model)
-    block = training_block(graph) or {}
-    opt_spec = block.get("optimizer", {})
-    opt_spec = {"name": opt_spec} if isinstance(opt_spec, str) else dict(opt_spec)
-    if args.optimizer and args.optimizer != opt_spec.get("name"):
-        opt_spec = {"name": args.optimizer}  # the file's hyperparameters fit its own optimizer
-    opt_name = opt_spec.pop("name", "adam")
-    if args.lr is not None:
-        opt_spec["lr"] = args.lr
-    epochs = args.epochs or block.get("epochs", 10)
-    batch_size = args.batch_size or block.get("batch_size", 32)
-    seed = args.seed if args.seed is not None else block.get("seed", 0)
-    out = args.out or os.path.join("runs", graph.name)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out!r} is a file; name a folder")
-    if args.resume:
-        _existing(args.resume, "checkpoint")
-
-    model = Model(graph, seed=seed)
-    if not model.losses:
-        raise GraphnetError(f"model {graph.name!r} has no loss node, so there is nothing to "
-                            f"train; add one, e.g. softmax_cross_entropy(logits, label)")
-    data = load_data(args, model, block, base=os.path.dirname(os.path.abspath(args.model)))
-    validation, watched = data["test"], "test"
-    if block.get("validation_split"):
-        parts = ds.split(data["train"], block["validation_split"], seed=seed)
-        data["train"], validation, watched = parts["train"], parts["test"], "val"
-    opt = make_optimizer(opt_name, **opt_spec)
-    os.makedirs(out, exist_ok=True)
-    n = len(_first(data["train"]))
-    print(f"training {graph.name!r} ({model.param_count():,} params) on {n} samples: {opt}, "
-          f"{epochs} epochs, batch size {batch_size}, seed {seed} -> {out}/", flush=True)
-    start = time.perf_counter()
-    history = fit(model, data["train"], optimizer=opt, epochs=epochs, batch_size=batch_size,
-                  shuffle=block.get("shuffle", True), seed=seed, validation=validation,
-                  progress=not args.quiet, callbacks=_progress_lines(args.quiet, watched),
-                  checkpoint=os.path.join(out, "model.npz"), resume=args.resume)
-    seconds = time.perf_counter() - start
-    results = {s: scores(evaluate(model, data[s])) for s in ("train", "test")}
-    metrics = {"train": results["train"], "test": results["test"], "epochs": len(history),
-               "seconds": round(seconds, 3)}
-    _write_json(os.path.join(out, "metrics.json"), metrics)
-    _write_json(os.path.join(out, "history.json"), history.to_dict())
-    _render_quietly(model, os.path.join(out, "graph.svg"))
-    _plot_quietly(history, os.path.join(out, "curves.png"),
-                  "test split" if watched == "test" else "validation")
-    print(f"train {format_scores(results['train'])}")
-    print(f"test {format_scores(results['test'])}  ({seconds:.1f} s; wrote {out}/)")
-
-
-def _progress_lines(quiet, watched):
-    """Without a terminal (a log file, CI) fit draws no bar: print a line per epoch instead.
-
-    ``watched`` names what fit's validation data is: the test split, or a
-    validation part of the training data (the model file's validation_split).
-    """
-    from .callbacks import Callback
-    if quiet or sys.stdout.isatty():
-        return []
-
-    class EpochLines(Callback):
-        def on_epoch_end(self, run, logs):
-            shown = ", ".join(f"{k.replace('val_', watched + '_')} {v:.4g}"
-                              for k, v in logs.items()
-                              if k not in ("epoch", "lr", "seconds") and isinstance(v, float))
-            print(f"epoch {run.epoch}/{run.epochs}: {shown}", flush=True)
-
-    return [EpochLines()]
+    from .runs import train_run
+    result = train_run(
+        args.model, dataset=args.dataset, data=args.data, test_data=args.test_data,
+        x=args.x, y=args.y, dataset_options=dict(args.dataset_option or []) or None,
+        optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
+        seed=args.seed, attrs=dict(args.set or []), out=args.out, resume=args.resume,
+        log=lambda line: print(line, flush=True), progress=not args.quiet,
+        log_epochs=not args.quiet and not sys.stdout.isatty())
+    for note in result.notes:
+        print(f"{PROG}: {note}", file=sys.stderr)
 
 
 def cmd_evaluate(args):
     from . import datasets as ds
+    from .runs import format_scores, scores
     from .train import evaluate
-    model = load_model(args.checkpoint)
+    model = load_trained(args.checkpoint, "evaluate")
     if args.dataset:
         options = dict(args.dataset_option or [])
         feeds = ds.to_feeds(model, ds.load(args.dataset, **options)["test"],
@@ -365,7 +270,7 @@ def cmd_evaluate(args):
 
 def cmd_predict(args):
     from . import datasets as ds
-    model = load_model(args.checkpoint)
+    model = load_trained(args.checkpoint, "predict")
     arrays = ds.load_file(args.data, x=args.x, y=args.y)
     feeds = ds.to_feeds(model, arrays, source=f"data file {args.data!r}", targets=False)
     features, _ = ds.input_roles(model)
@@ -405,32 +310,19 @@ def _first(feeds):
     return next(iter(feeds.values()))
 
 
-def _write_json(path, data):
-    text = json.dumps(data, indent=2) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()), GraphnetError)
-
-
-def _render_quietly(model, path):
-    """Render graph.svg; a missing graphviz must not lose a finished training run."""
-    from .render import render
-    try:
-        render(model, path)
-    except GraphnetError as exc:
-        print(f"graphnet: warning: graph.svg not written: {_one_line(exc)}", file=sys.stderr)
-
-
-def _plot_quietly(history, path, validation_label):
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("graphnet: note: curves.png not written: matplotlib is not installed "
-              "(pip install 'graphnet[plot]')", file=sys.stderr)
-        return
-    history.plot(path, validation_label=validation_label)
-
-
 def _one_line(exc):
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _print_error(exc, prog=PROG):
+    """One line per problem on stderr: a model file's several problems each get theirs."""
+    for problem in getattr(exc, "problems", None) or [exc]:
+        print(f"{prog}: error: {_one_line(problem)}", file=sys.stderr)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning for the command: one line, without the source line quoted."""
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
 
 
 # --- the parser -----------------------------------------------------------------------
@@ -500,6 +392,9 @@ def build_parser():
     p.add_argument("--batch-size", type=positive_int, metavar="N")
     p.add_argument("--seed", type=natural_int, metavar="N",
                    help="seeds the params and the shuffles")
+    p.add_argument("--set", metavar="NODE.ATTR=VALUE", type=key_value, action="append",
+                   help="change a node's attr before training, e.g. fc1.units=32 "
+                        "(repeatable)")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/<model name>)")
     p.add_argument("--resume", metavar="CKPT",
                    help="continue from a checkpoint (DIR/model.npz) to the same result as an "
@@ -558,6 +453,14 @@ def main(argv=None):
     """Run the command line; return the exit code (0 ok, 1 check failed, 2 bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    # numpy's floating-point warnings are not shown: what they warn of (a diverging run,
+    # non-finite params) ends the command as one line from the NaN guard and the checks
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.showwarning = _print_warning
+        return _run(argv, debug)
+
+
+def _run(argv, debug):
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -574,8 +477,7 @@ def main(argv=None):
             traceback.print_exc()
         what = exc if isinstance(exc, GraphnetError) else f"{exc.strerror or exc}" + (
             f": {exc.filename!r}" if getattr(exc, "filename", None) else "")
-        prog = getattr(exc, "prog", PROG)
-        print(f"{prog}: error: {_one_line(what)}", file=sys.stderr)
+        _print_error(what, getattr(exc, "prog", PROG))
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

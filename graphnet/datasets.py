@@ -19,6 +19,7 @@ or index); ``to_feeds`` matches any of these to a model's inputs.
 import csv
 import math
 import os
+import zipfile
 from importlib import resources
 
 import numpy as np
@@ -240,6 +241,10 @@ def load_file(path, x=None, y=None):
 
 
 def _load_npz(path):
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"data file {path!r} is not a .npz file: a .npz is a zip archive of "
+                        f".npy arrays (as numpy.savez writes), and this file is not a zip "
+                        f"archive; write it with numpy.savez or use a .csv file")
     arrays = read_npz(path, f"data file {path!r}", DataError, compressed=True)
     if not arrays:
         raise DataError(f"data file {path!r} holds no arrays")
@@ -404,6 +409,12 @@ def to_feeds(model, arrays, source="data", targets=True):
     missing = [i for i in needed if i not in feeds]
     if missing:
         have = ", ".join(sorted(arrays)) or "none"
+        if str(source).lower().rstrip("'\"").endswith(".csv"):
+            role = "target" if missing[0] in target_inputs else "feature"
+            raise DataError(f"{source} has no {role} column for input {missing[0]!r} of model "
+                            f"{model.name!r}: pick the target column with --y (a header name "
+                            f"or 0-based index; a header y, label, target or class is found "
+                            f"by itself) and the feature columns with --x (e.g. --x 0:64)")
         raise DataError(f"{source} has no array for input {missing[0]!r} of model "
                         f"{model.name!r} (arrays: {have}); name an array after the input, or "
                         f"call the features x and the targets y")

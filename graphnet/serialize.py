@@ -98,12 +98,16 @@ def training_block(graph):
 # JSON -> Graph
 # =============================================================================
 
-def graph_from_json(path_or_text):
-    """A Graph from a model file (a path) or from JSON text (a str starting with '{')."""
+def graph_from_json(path_or_text, compile=True):
+    """A Graph from a model file (a path) or from JSON text (a str starting with '{').
+
+    ``compile=False`` skips the engine's check (shapes, dtypes, arity), so that
+    ``graphnet render`` can still draw a model that does not compile.
+    """
     if isinstance(path_or_text, bytes):
-        return _from_text(path_or_text, "<json text>")
+        return _from_text(path_or_text, "<json text>", compile)
     if isinstance(path_or_text, str) and path_or_text.lstrip().startswith(("{", "[")):
-        return _from_text(path_or_text, "<json text>")
+        return _from_text(path_or_text, "<json text>", compile)
     if not isinstance(path_or_text, (str, os.PathLike)):
         raise SchemaError(f"from_json needs a file path or JSON text, got "
                           f"{type(path_or_text).__name__}")
@@ -116,10 +120,10 @@ def graph_from_json(path_or_text):
     except (OSError, ValueError) as exc:   # ValueError: a NUL in the path
         raise SchemaError(f"model file {path!r} cannot be read: "
                           f"{getattr(exc, 'strerror', None) or exc}") from None
-    return _from_text(raw, path)
+    return _from_text(raw, path, compile)
 
 
-def graph_from_dict(data, source="<dict>"):
+def graph_from_dict(data, source="<dict>", compile=True):
     """A Graph from the JSON form's dict, checked against the schema and the engine.
 
     Raises SchemaError (or the engine's ShapeError, CycleError, UnknownNameError,
@@ -128,10 +132,10 @@ def graph_from_dict(data, source="<dict>"):
     data = _plain_input(data, source)
     _check_schema(data, source)
     _check_names(data, source)
-    return _build(data, source)
+    return _build(data, source, compile)
 
 
-def _from_text(raw, source):
+def _from_text(raw, source, compile=True):
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8-sig")
@@ -147,7 +151,7 @@ def _from_text(raw, source):
         raise SchemaError(f"{source}: invalid JSON: nested too deeply") from None
     except ValueError as exc:   # e.g. an integer with more digits than Python converts
         raise SchemaError(f"{source}: invalid JSON: {exc}") from None
-    return graph_from_dict(data, source)
+    return graph_from_dict(data, source, compile)
 
 
 class _NonFinite:
@@ -223,7 +227,12 @@ def _check_schema(data, source):
     if not errors:
         return
     errors.sort(key=lambda pe: _order(data, *pe))
-    raise _translate(*errors[0], data, source, len(errors) - 1)
+    found = [_translate(*pe, data, source) for pe in errors]
+    err = found[0]
+    err.problems = list(dict.fromkeys(str(e) for e in found))  # one line each, no repeats
+    if len(err.problems) > 1:
+        err.args = ("\n".join(err.problems),)
+    raise err
 
 
 _PRIORITY = {"additionalProperties": 0, "required": 1, "type": 2, "const": 3, "enum": 4}
@@ -245,7 +254,7 @@ def _order(data, path, error):
     return key, _PRIORITY.get(error.validator, 9)
 
 
-def _translate(path, error, data, source, more):
+def _translate(path, error, data, source):
     """A jsonschema error as a graphnet message: path, node, expected, found."""
     v, value, schema = error.validator, error.instance, error.schema
     node = _node_of(data, path)
@@ -308,10 +317,7 @@ def _translate(path, error, data, source, more):
                 "found an empty string; expected a non-empty name")
     else:
         text = f"expected {_expected(schema) or error.message}, found {_found(value)}"
-    err = _error(source, path, data, text, cls)
-    if more:
-        err.args = (err.args[0] + f" (and {more} more problem{'s' if more > 1 else ''})",)
-    return err
+    return _error(source, path, data, text, cls)
 
 
 def _op_def(op):
@@ -428,6 +434,9 @@ def _check_names(data, source):
     if "dataset" in training and "data" in training:
         raise _error(source, ("training", "data"), data, "give either \"dataset\" or "
                      "\"data\", not both")
+    if training.get("dataset_options") and "dataset" not in training:
+        raise _error(source, ("training", "dataset_options"), data, "dataset_options are the "
+                     "options of a named dataset; give \"dataset\" too")
 
 
 def _check_optimizer(data, source):
@@ -446,7 +455,7 @@ def _check_optimizer(data, source):
                      f"optimizer {name!r} refuses {hyper}: {exc}", SchemaError) from None
 
 
-def _build(data, source):
+def _build(data, source, compile=True):
     ops = registry().tables()["op"]
     g = Graph(data.get("name", "model"))
     where_of = {}
@@ -472,6 +481,8 @@ def _build(data, source):
     if "training" in data:
         _check_optimizer(data, source)
         g.nx.graph["training"] = data["training"]
+    if not compile:
+        return g
     try:
         Program(g)  # structure, arity, dtypes and shapes, as a Model will see them
     except GraphnetError as exc:

@@ -27,6 +27,7 @@ on across fit calls). ``seed=None`` derives the shuffle seed from
 same seeds, same data, same settings give bit-identical params.
 """
 
+import logging
 import math
 import numbers
 import shutil
@@ -44,6 +45,7 @@ from .plugins import optimizer as make_optimizer
 
 CLASSIFICATION_LOSSES = ("softmax_cross_entropy", "binary_cross_entropy")
 EVAL_BATCH_SIZE = 1024
+_log = logging.getLogger(__name__)  # library code reports, the caller decides what to show
 
 
 # --- metrics -----------------------------------------------------------------
@@ -216,7 +218,8 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
         history, start, opt, finished = _resume(model, resume, optimizer, shuffle_rng)
         if finished or start >= epochs:
             why = finished or f"it holds {start} of the {epochs} epochs asked for"
-            print(f"checkpoint {resume} has finished training ({why}); nothing more to train")
+            _log.info("checkpoint %s has finished training (%s); nothing more to train",
+                      resume, why)
             return history
     if opt is None:
         opt = _make(optimizer)

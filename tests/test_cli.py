@@ -530,7 +530,7 @@ def test_missing_and_unreadable_data_files(run_dir, tmp_path):
                      "none.npz", "does not exist")
     (tmp_path / "junk.npz").write_bytes(b"\x00garbage")
     assert_bad_input(graphnet("evaluate", ckpt, "--data", tmp_path / "junk.npz"),
-                     "junk.npz", "not a readable .npz")
+                     "junk.npz", "is not a .npz file", "not a zip archive")
     (tmp_path / "bad.csv").write_text("a,b\n1,oops\n")
     assert_bad_input(graphnet("predict", ckpt, "--data", tmp_path / "bad.csv", "-o",
                               tmp_path / "p.npy"), "bad.csv", "line 2", "'oops'")

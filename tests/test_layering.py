@@ -19,10 +19,10 @@ LAYERS = [
     ("interfaces", ["ops", "optim", "lr_schedules", "hookspecs"]),
     ("registry and builtins", ["plugins", "builtin", "builtin.*", "datasets"]),
     ("engine", ["graph", "scheduler", "model"]),
-    ("files", ["schema", "serialize", "checkpoint", "history", "onnx"]),
+    ("files", ["schema", "serialize", "checkpoint", "history", "onnx", "render"]),
     ("training and analysis", ["train", "callbacks", "gradients", "analysis", "testing",
                                "sweep", "runs"]),
-    ("pictures and command line", ["render", "cli", "__main__", ""]),  # "" is graphnet itself
+    ("command line", ["cli", "__main__", ""]),  # "" is graphnet itself
 ]
 
 # (module, function, imported module): the methods that reach up, by design.

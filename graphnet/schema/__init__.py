@@ -246,6 +246,11 @@ def _build_schema(tables):
             "shuffle": {"type": "boolean", "default": True},
             "dataset": {"type": "string", "enum": datasets, "x-registry": "dataset",
                         "description": "a registered dataset (or give 'data')"},
+            "dataset_options": {"type": "object",
+                                "additionalProperties": {"type": ["number", "string",
+                                                                  "boolean"]},
+                                "description": "options of the dataset, e.g. "
+                                               "{\"n\": 500, \"noise\": 0.2}"},
             "data": {"type": "string", "minLength": 1,
                      "description": "a .npz or .csv file (or give 'dataset')"},
             "validation_split": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
