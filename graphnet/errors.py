@@ -55,6 +55,21 @@ class TrainingError(GraphnetError):
     """Training that cannot go on, e.g. a loss or gradient that went non-finite."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM asked graphnet to stop. Raised like Ctrl-C, so that every cleanup runs (a
+    half-written checkpoint is removed, the previous one stays whole); exit code 143."""
+
+
+def on_sigterm():
+    """Make SIGTERM raise Terminated in the main thread; return the previous handler."""
+    import signal
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
 def did_you_mean(name, choices):
     """Return ' (did you mean 'x'?)' for the closest of choices, or ''."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=3, cutoff=0.6)
