@@ -10,7 +10,22 @@ import inspect
 
 
 class GraphnetError(Exception):
-    """Base class: catch this to handle every user-facing graphnet failure."""
+    """Base class: catch this to handle every user-facing graphnet failure.
+
+    ``node`` is the name of the graph node at fault, when there is one, so that
+    callers (the JSON loader pointing at ``nodes[3]``, a drawing marking it red)
+    need not read the message.
+
+    >>> GraphnetError("node 'fc1': attr 'units' must be >= 1, got 0", node="fc1").node
+    'fc1'
+    """
+
+    node = None
+
+    def __init__(self, *args, node=None):
+        super().__init__(*args)
+        if node is not None:
+            self.node = node
 
 
 class GraphError(GraphnetError):
