@@ -13,13 +13,15 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 
 import numpy as np
 
-from .errors import DataError, GraphnetError
+from .errors import DataError, GraphnetError, Terminated, on_sigterm
 from .util import atomic_write
 
 PROG = "graphnet"
@@ -330,7 +332,8 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 EXAMPLES = {
     "train": "graphnet train examples/models/digits_mlp.json --epochs 40 --out runs/digits",
     "evaluate": "graphnet evaluate runs/digits_mlp/model.npz --dataset digits",
-    "predict": "graphnet predict runs/digits_mlp/model.npz --data new.csv -o predictions.csv",
+    "predict": ("graphnet predict runs/digits_mlp/model.npz --data "
+                "examples/data/new_digits.csv -o predictions.csv"),
     "summary": "graphnet summary examples/models/digits_mlp.json",
     "render": "graphnet render examples/models/digits_mlp.json -o digits_mlp.svg",
     "plugins": "graphnet plugins --kind optimizer",
@@ -461,6 +464,7 @@ def main(argv=None):
 
 
 def _run(argv, debug):
+    previous = on_sigterm() if threading.current_thread() is threading.main_thread() else None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -479,6 +483,10 @@ def _run(argv, debug):
             f": {exc.filename!r}" if getattr(exc, "filename", None) else "")
         _print_error(what, getattr(exc, "prog", PROG))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: interrupted{' (SIGTERM)' if terminated else ''}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
