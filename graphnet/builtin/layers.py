@@ -71,6 +71,11 @@ class Conv2d(Op):
             params["bias"] = Param((f,), attrs["bias_init"], fan_in, fan_out)
         return params
 
+    def to_onnx(self, b, x, weight, bias=None):
+        k, st, p = b.attrs["kernel_size"], b.attrs["stride"], b.attrs["padding"]
+        return b.op("Conv", x, weight, *([bias] if bias else []), kernel_shape=[k, k],
+                    strides=[st, st], pads=[p, p, p, p])
+
     @staticmethod
     def _geometry(ctx, n):
         """Padded sides, positions computed per image and the flat row's length."""
@@ -155,12 +160,17 @@ class _Pool2d(Op):
         k = attrs["pool_size"]
         return k, attrs["stride"] or k
 
+    def to_onnx(self, b, x):
+        k, s = self.window(b.attrs)
+        return b.op(self.onnx_type, x, kernel_shape=[k, k], strides=[s, s])
+
 
 class MaxPool2d(_Pool2d):
     """The largest value of each window, per channel (the first one where several tie,
     in row-major order within the window, as PyTorch)."""
 
     name = "max_pool2d"
+    onnx_type = "MaxPool"
 
     def forward(self, ctx, x):
         k, s = self.window(ctx.attrs)
@@ -201,6 +211,7 @@ class AvgPool2d(_Pool2d):
     """The mean of each window, per channel."""
 
     name = "avg_pool2d"
+    onnx_type = "AveragePool"
 
     def forward(self, ctx, x):
         k, s = self.window(ctx.attrs)
@@ -237,6 +248,11 @@ class GlobalAvgPool2d(Op):
     def forward(self, ctx, x):
         ctx.xshape = x.shape
         return x.mean(axis=(2, 3), dtype=x.dtype)
+
+    def to_onnx(self, b, x):
+        if b.opset >= 18:            # axes became an input
+            return b.op("ReduceMean", x, b.const([2, 3]), keepdims=0)
+        return b.op("ReduceMean", x, axes=[2, 3], keepdims=0)
 
     def backward(self, ctx, dy):
         h, w = ctx.xshape[2:]
@@ -308,6 +324,11 @@ class BatchNorm(Op):
         ctx.xhat, ctx.inv, ctx.gamma, ctx.batch_stats = xhat, inv, gamma, ctx.training
         return xhat * _per_feature(gamma, nd) + _per_feature(beta, nd)
 
+    def to_onnx(self, b, x, gamma, beta):   # the inference form: running statistics
+        return b.op("BatchNormalization", x, gamma, beta, b.buffer("running_mean"),
+                    b.buffer("running_var"), epsilon=b.attrs["eps"],
+                    momentum=b.attrs["momentum"])
+
     def backward(self, ctx, dy):
         xhat, nd = ctx.xhat, dy.ndim
         axes, count = _feature_axes(nd), dy.size // dy.shape[1]
@@ -355,6 +376,9 @@ class Embedding(Op):
         ctx.ids = ids
         return weight[ids]
 
+    def to_onnx(self, b, ids, weight):
+        return b.op("Gather", weight, ids, axis=0)
+
     def backward(self, ctx, dy):
         units = dy.shape[-1]
         dw = ctx.param_grads[0] if ctx.param_grads else np.empty(
@@ -393,6 +417,12 @@ class Normalize(Op):
 
     def backward(self, ctx, dy):
         return (dy * ctx.inv,)
+
+    def to_onnx(self, b, x):
+        """A batch normalization of scale 1 and shift 0 (so it reads back as batch_norm)."""
+        c = b.input_shapes[0][0]
+        return b.op("BatchNormalization", x, b.const(np.ones(c)), b.const(np.zeros(c)),
+                    b.buffer("mean"), b.buffer("variance"), epsilon=b.attrs["eps"])
 
     def adapted(self, buffers):
         """Whether the statistics were set already (fit adapts only those that were not)."""
