@@ -9,6 +9,10 @@ gradient per input and per param, in order (None where there is none).
 Params are passed to ``forward`` after the inputs, in the order ``params``
 declares them, so a dense layer is ``forward(ctx, x, weight, bias)`` and its
 ``backward`` returns ``(dx, dweight, dbias)``.
+
+An op may also say how it is written in ONNX (``to_onnx``, optional): it
+gets a builder and the ONNX names of its inputs then params, in the order
+``forward`` gets the arrays, and returns the name of its output.
 """
 
 import math
@@ -121,6 +125,24 @@ def check_init(where, value, find=None):
     return init, attrs, ({"name": name, **attrs} if isinstance(value, dict) else name)
 
 
+def as_attr(value):
+    """``value`` if it is an Attr, else an Attr with that default and the kind its type says.
+
+    Activations and initializers may give plain defaults; ``1.0`` makes a float attr
+    (so write ``1.0``, not ``1``, for a real number), ``3`` an int, ``True`` a bool.
+
+    >>> as_attr(1.0).kind, as_attr(3).kind, as_attr(True).kind, as_attr("x").kind
+    ('float', 'int', 'bool', 'str')
+    """
+    if isinstance(value, Attr):
+        return value
+    for kind, types in (("bool", (bool, np.bool_)), ("int", (int, np.integer)),
+                        ("float", (float, np.floating)), ("str", (str,))):
+        if isinstance(value, types):
+            return Attr(value, kind)
+    return Attr(value, "any")
+
+
 @dataclass(frozen=True)
 class Param:
     """A param an op needs: its shape, its initializer and the fans it sees."""
@@ -173,7 +195,8 @@ class Op:
     name: the registered name. n_inputs: how many inputs (None: one or more).
     attrs: ``{name: Attr}``. kind: "layer", "activation", "merge", "shape",
     "loss" or "input" (rendering and summaries use it). int_inputs: positions
-    of inputs that may be integer arrays (class labels).
+    of inputs that may be integer arrays (class labels). label_attr: the attr
+    a drawing shows bare after the op's name (``dense 128``), or None.
     """
 
     name = None
@@ -181,7 +204,20 @@ class Op:
     attrs = {}
     kind = "layer"
     int_inputs = ()
+    label_attr = None
     doc = ""
+    to_onnx = None
+    """Optional ``to_onnx(self, b, *names) -> name``: write the op in ONNX.
+
+    ``names`` are the ONNX names of the inputs then the params (as ``forward``
+    gets them); ``b`` (a ``graphnet.onnx.Builder``) has the node's ``attrs``,
+    ``input_shapes``, ``output_shape`` (per sample) and ``opset``, and
+    ``b.op("Relu", x, alpha=...)`` adds an ONNX node and returns its output's
+    name, ``b.const(array)`` a constant. Return the name of the op's output:
+
+    >>> def to_onnx(self, b, x, weight, bias):    # dense
+    ...     return b.op("Add", b.op("MatMul", x, weight), bias)
+    """
 
     def infer(self, attrs, *shapes):
         """Return the per-sample output shape; raise ShapeError if shapes do not fit."""
@@ -208,25 +244,37 @@ class Activation:
 
     ``derivative(x, y)`` is f'(x), given x and y = f(x), so that sigmoid can
     use ``y * (1 - y)``. ``attrs`` maps extra keyword arguments of both
-    functions to their defaults (``{"alpha": 1.0}``).
+    functions to their defaults (``{"alpha": 1.0}``, whose type gives the
+    attr's kind, see ``as_attr``) or to a ``graphnet.Attr`` (a kind, a range,
+    choices, a line of docs); every node's values are checked against them.
 
     Optionally, for speed, ``forward_into(x, out, **attrs)`` writes f(x) into
     ``out`` and ``backward_into(x, y, dy, out, **attrs)`` writes dy * f'(x)
     into ``out``, each returning ``out``: the engine then reuses one buffer
     per node instead of allocating arrays every batch (the builtins do this).
 
-    >>> cube = Activation("cube", fn=lambda x: x**3, derivative=lambda x, y: 3 * x**2)
+    ``onnx`` (optional) is how ONNX writes it: an ONNX op type taking the
+    same attrs (``"Elu"``), or ``onnx(b, x, **attrs) -> name`` building it
+    from several ONNX nodes (see ``Op.to_onnx``).
+
+    >>> cube = Activation("cube", fn=lambda x: x**3, derivative=lambda x, y: 3 * x**2,
+    ...                   onnx=lambda b, x: b.op("Mul", x, b.op("Mul", x, x)))
     """
 
     def __init__(self, name, fn, derivative, attrs=None, doc="", forward_into=None,
-                 backward_into=None):
+                 backward_into=None, onnx=None):
         self.name = name
         self.fn = fn
         self.derivative = derivative
-        self.attrs = dict(attrs or {})
+        self.attrs = {k: as_attr(v) for k, v in dict(attrs or {}).items()}
         self.doc = doc or (fn.__doc__ or "").strip()
         self.forward_into = forward_into
         self.backward_into = backward_into
+        self.onnx = onnx
+
+    def defaults(self):
+        """The attrs' defaults, as keyword arguments of ``fn`` and ``derivative``."""
+        return {k: a.default for k, a in self.attrs.items() if not a.required}
 
     def __repr__(self):
         return f"<activation {self.name}>"
@@ -241,11 +289,18 @@ class ActivationOp(Op):
         self.activation = activation
         self.name = activation.name
         self.doc = activation.doc
-        self.attrs = {k: Attr(v, "float" if isinstance(v, float) else "any")
-                      for k, v in activation.attrs.items()}
+        self.attrs = activation.attrs
         if getattr(activation, "forward_into", None) and getattr(activation, "backward_into",
                                                                  None):
             self.forward, self.backward = self._forward_into, self._backward_into
+        if getattr(activation, "onnx", None) is not None:
+            self.to_onnx = self._to_onnx
+
+    def _to_onnx(self, b, x):
+        form = self.activation.onnx
+        if isinstance(form, str):
+            return b.op(form, x, **b.attrs)
+        return form(b, x, **b.attrs)
 
     def forward(self, ctx, x):
         y = self.activation.fn(x, **ctx.attrs)
@@ -293,8 +348,7 @@ class Initializer:
     def __init__(self, name, fn, attrs=None, doc="", iid=False):
         self.name = name
         self.fn = fn
-        self.attrs = {k: v if isinstance(v, Attr) else Attr(v, "float" if isinstance(v, float) else "any")
-                      for k, v in dict(attrs or {}).items()}
+        self.attrs = {k: as_attr(v) for k, v in dict(attrs or {}).items()}
         self.doc = doc or (fn.__doc__ or "").strip()
         self.iid = iid
 
@@ -341,12 +395,3 @@ class Dataset:
 
     def __repr__(self):
         return f"<dataset {self.name}>"
-
-
-def same_shape(op_name, shapes):
-    """Shape helper: all inputs must share one per-sample shape; return it."""
-    first = shapes[0]
-    for s in shapes[1:]:
-        if s != first:
-            raise ShapeError(f"{op_name} needs inputs of one shape, got {list(shapes)}")
-    return first
