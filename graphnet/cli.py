@@ -373,7 +373,8 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 EXAMPLES = {
     "train": "graphnet train examples/models/digits_mlp.json --epochs 40 --out runs/digits",
     "evaluate": "graphnet evaluate runs/digits_mlp/model.npz --dataset digits",
-    "predict": "graphnet predict runs/digits_mlp/model.npz --data new.csv -o predictions.csv",
+    "predict": ("graphnet predict runs/digits_mlp/model.npz --data "
+                "examples/data/new_digits.csv -o predictions.csv"),
     "summary": "graphnet summary examples/models/digits_mlp.json",
     "render": "graphnet render examples/models/digits_mlp.json -o digits_mlp.svg",
     "plugins": "graphnet plugins --kind optimizer",
