@@ -477,3 +477,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, match):
     code, _, err = cli(capsys, *argv)
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # torch's legacy exporter says it
+def test_docs_onnx_examples_run(tmp_path, monkeypatch):
+    """The Python blocks of docs/onnx.md run in order (the PyTorch one where torch is)."""
+    import importlib.util
+    import re
+    text = (Path(__file__).resolve().parents[1] / "docs" / "onnx.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 5
+    monkeypatch.chdir(tmp_path)
+    scope = {"__name__": "docs_onnx"}
+    for block in blocks:
+        if "import torch" in block and importlib.util.find_spec("torch") is None:
+            continue        # torch is on some machines only; the fixtures cover its files
+        exec(compile(block, "docs/onnx.md", "exec"), scope)
+    assert (tmp_path / "classifier.onnx").exists()
