@@ -34,9 +34,11 @@ def memory_bound():
     try:
         import resource
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY:
-            bound = min(bound, soft)
-    except (ImportError, OSError, ValueError):
+        if soft != resource.RLIM_INFINITY:  # what is left of it
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            bound = min(bound, max(soft - used, 0))
+    except (ImportError, OSError, ValueError, IndexError):
         pass
     if bound == math.inf:
         bound = 1 << 34  # 16 GiB when the system does not say
@@ -89,6 +91,9 @@ def read_npz(path, where, error, compressed=False, limit=None):
             return arrays
         except error:
             raise
+        except MemoryError:
+            raise error(f"{where}: its arrays need more memory than is available; refusing "
+                        f"to read it") from None
         except Exception as exc:  # a CRC mismatch, a short read, a bad deflate stream
             raise error(f"{where} is corrupted ({type(exc).__name__}: {exc}); restore it or "
                         f"use an earlier copy") from None
