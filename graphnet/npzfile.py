@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the 30 bytes before a member's name
+_CHUNK = 1 << 24          # bytes read at a time into an array's buffer
 _HEADER_LIMIT = 1 << 16   # a .npy header beyond 64 KiB is no array numpy writes
 
 
@@ -167,7 +168,7 @@ def _read_data(zf, info, shape, fortran, dtype, start):
         member.read(start)
         filled = 0
         while filled < len(view):
-            n = member.readinto(view[filled:])
+            n = member.readinto(view[filled:filled + _CHUNK])  # no full-size bytes copy
             if not n:
                 raise EOFError(f"entry {info.filename!r} ends early")
             filled += n
