@@ -143,8 +143,8 @@ def bomb_header_lie(tmp):
             str(Path(tmp) / "out.npy")], "claims"
 
 
-def bomb_deflate(tmp, mib=768):
-    """A data file of ~0.5 MB whose deflated entry inflates to ``mib`` MiB of zeros."""
+def bomb_deflate(tmp, mib=1024):
+    """A data file of ~4 MB whose deflated entry inflates to ``mib`` MiB of zeros."""
     header = npy_header((mib << 17, 1))
     zeros = bytes(1 << 24)
     comp = zlib.compressobj(1, zlib.DEFLATED, -15)
