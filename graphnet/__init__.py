@@ -25,6 +25,7 @@ from .plugins import optimizer, schedule
 from .render import render
 from .runs import RunResult, train_run
 from .schema import model_schema
+from .sweep import sweep
 from .version import __version__
 
 
@@ -43,5 +44,5 @@ __all__ = [
     "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "RunResult", "Schedule", "SchemaError",
     "ShapeError", "TrainingError", "UnknownNameError", "UnknownOpError", "gradcheck", "hookimpl",
     "load", "load_checkpoint", "model_schema", "optimizer", "plugins", "render", "save",
-    "schedule", "train_run",
+    "schedule", "sweep", "train_run",
 ]
