@@ -122,8 +122,8 @@ def activation_table(x, names=None):
         if names is not None and entry.name not in names:
             continue
         act = entry.obj
-        y = np.asarray(act.fn(x, **act.attrs), dtype=np.float64)
-        dy = np.asarray(act.derivative(x, y, **act.attrs), dtype=np.float64)
+        y = np.asarray(act.fn(x, **act.defaults()), dtype=np.float64)
+        dy = np.asarray(act.derivative(x, y, **act.defaults()), dtype=np.float64)
         table[entry.name] = (y, dy * np.ones_like(x))
     if names is not None:
         order = list(names)
@@ -225,7 +225,7 @@ def chain_rule_dense_grad(model, feeds, first="Dense1", act="Activation1", secon
     w2 = np.asarray(model.params[f"{second}.weight"], dtype=np.float64)[:, 0]
     b2 = np.asarray(model.params.get(f"{second}.bias", 0.0), dtype=np.float64)
     activation = registry().get("activation", model.graph.node(act)["op"])
-    attrs = {**activation.attrs, **model.graph.node(act)["attrs"]}
+    attrs = {**activation.defaults(), **model.graph.node(act)["attrs"]}
     n, d = x.shape
     units = W1.shape[1]
     total = np.zeros_like(W1)

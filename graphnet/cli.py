@@ -13,13 +13,15 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 
 import numpy as np
 
-from .errors import DataError, GraphnetError
+from .errors import DataError, GraphnetError, Terminated, on_sigterm
 from .util import atomic_write
 
 PROG = "graphnet"
@@ -513,6 +515,7 @@ def main(argv=None):
 
 
 def _run(argv, debug):
+    previous = on_sigterm() if threading.current_thread() is threading.main_thread() else None
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -531,6 +534,10 @@ def _run(argv, debug):
             f": {exc.filename!r}" if getattr(exc, "filename", None) else "")
         _print_error(what, getattr(exc, "prog", PROG))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        terminated = isinstance(exc, Terminated)
+        print(f"{PROG}: interrupted{' (SIGTERM)' if terminated else ''}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -128,12 +128,13 @@ class Graph:
         for name, data in self.nx.nodes(data=True):
             if "op" not in data:
                 users = [s for s in self.nx.successors(name)]
-                raise GraphError(f"node {users[0] if users else name!r} reads unknown node "
-                                 f"{name!r}{did_you_mean(name, self._declared())}")
+                user = users[0] if users else name
+                raise GraphError(f"node {user!r} reads unknown node "
+                                 f"{name!r}{did_you_mean(name, self._declared())}", node=user)
             for i in data.get("inputs", []):
                 if i not in self.nx or "op" not in self.nx.nodes[i]:
                     raise GraphError(f"node {name!r} reads unknown node {i!r}"
-                                     f"{did_you_mean(i, self._declared())}")
+                                     f"{did_you_mean(i, self._declared())}", node=name)
         try:
             cycle = nx.find_cycle(self.nx)
         except nx.NetworkXNoCycle:
@@ -141,7 +142,7 @@ class Graph:
         if cycle:
             names = [u for u, _ in cycle] + [cycle[0][0]]
             raise CycleError("the graph has a cycle: " + " -> ".join(names) +
-                             "; a model must be a DAG, so break the loop")
+                             "; a model must be a DAG, so break the loop", node=names[0])
         for out in self.outputs:
             if out not in self.nx or "op" not in self.nx.nodes[out]:
                 raise GraphError(f"output {out!r} is not a node{did_you_mean(out, self._declared())}")

@@ -121,6 +121,24 @@ def check_init(where, value, find=None):
     return init, attrs, ({"name": name, **attrs} if isinstance(value, dict) else name)
 
 
+def as_attr(value):
+    """``value`` if it is an Attr, else an Attr with that default and the kind its type says.
+
+    Activations and initializers may give plain defaults; ``1.0`` makes a float attr
+    (so write ``1.0``, not ``1``, for a real number), ``3`` an int, ``True`` a bool.
+
+    >>> as_attr(1.0).kind, as_attr(3).kind, as_attr(True).kind, as_attr("x").kind
+    ('float', 'int', 'bool', 'str')
+    """
+    if isinstance(value, Attr):
+        return value
+    for kind, types in (("bool", (bool, np.bool_)), ("int", (int, np.integer)),
+                        ("float", (float, np.floating)), ("str", (str,))):
+        if isinstance(value, types):
+            return Attr(value, kind)
+    return Attr(value, "any")
+
+
 @dataclass(frozen=True)
 class Param:
     """A param an op needs: its shape, its initializer and the fans it sees."""
@@ -173,7 +191,8 @@ class Op:
     name: the registered name. n_inputs: how many inputs (None: one or more).
     attrs: ``{name: Attr}``. kind: "layer", "activation", "merge", "shape",
     "loss" or "input" (rendering and summaries use it). int_inputs: positions
-    of inputs that may be integer arrays (class labels).
+    of inputs that may be integer arrays (class labels). label_attr: the attr
+    a drawing shows bare after the op's name (``dense 128``), or None.
     """
 
     name = None
@@ -181,6 +200,7 @@ class Op:
     attrs = {}
     kind = "layer"
     int_inputs = ()
+    label_attr = None
     doc = ""
 
     def infer(self, attrs, *shapes):
@@ -208,7 +228,9 @@ class Activation:
 
     ``derivative(x, y)`` is f'(x), given x and y = f(x), so that sigmoid can
     use ``y * (1 - y)``. ``attrs`` maps extra keyword arguments of both
-    functions to their defaults (``{"alpha": 1.0}``).
+    functions to their defaults (``{"alpha": 1.0}``, whose type gives the
+    attr's kind, see ``as_attr``) or to a ``graphnet.Attr`` (a kind, a range,
+    choices, a line of docs); every node's values are checked against them.
 
     Optionally, for speed, ``forward_into(x, out, **attrs)`` writes f(x) into
     ``out`` and ``backward_into(x, y, dy, out, **attrs)`` writes dy * f'(x)
@@ -223,10 +245,14 @@ class Activation:
         self.name = name
         self.fn = fn
         self.derivative = derivative
-        self.attrs = dict(attrs or {})
+        self.attrs = {k: as_attr(v) for k, v in dict(attrs or {}).items()}
         self.doc = doc or (fn.__doc__ or "").strip()
         self.forward_into = forward_into
         self.backward_into = backward_into
+
+    def defaults(self):
+        """The attrs' defaults, as keyword arguments of ``fn`` and ``derivative``."""
+        return {k: a.default for k, a in self.attrs.items() if not a.required}
 
     def __repr__(self):
         return f"<activation {self.name}>"
@@ -241,8 +267,7 @@ class ActivationOp(Op):
         self.activation = activation
         self.name = activation.name
         self.doc = activation.doc
-        self.attrs = {k: Attr(v, "float" if isinstance(v, float) else "any")
-                      for k, v in activation.attrs.items()}
+        self.attrs = activation.attrs
         if getattr(activation, "forward_into", None) and getattr(activation, "backward_into",
                                                                  None):
             self.forward, self.backward = self._forward_into, self._backward_into
@@ -293,8 +318,7 @@ class Initializer:
     def __init__(self, name, fn, attrs=None, doc="", iid=False):
         self.name = name
         self.fn = fn
-        self.attrs = {k: v if isinstance(v, Attr) else Attr(v, "float" if isinstance(v, float) else "any")
-                      for k, v in dict(attrs or {}).items()}
+        self.attrs = {k: as_attr(v) for k, v in dict(attrs or {}).items()}
         self.doc = doc or (fn.__doc__ or "").strip()
         self.iid = iid
 
@@ -341,12 +365,3 @@ class Dataset:
 
     def __repr__(self):
         return f"<dataset {self.name}>"
-
-
-def same_shape(op_name, shapes):
-    """Shape helper: all inputs must share one per-sample shape; return it."""
-    first = shapes[0]
-    for s in shapes[1:]:
-        if s != first:
-            raise ShapeError(f"{op_name} needs inputs of one shape, got {list(shapes)}")
-    return first

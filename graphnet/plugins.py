@@ -389,6 +389,10 @@ def _check(kind, obj, who, hook):
         if obj.kind not in OP_KINDS:
             raise PluginError(f"{bad}: kind must be one of {', '.join(OP_KINDS)}, got "
                               f"{obj.kind!r}")
+        label = getattr(obj, "label_attr", None)
+        if label is not None and label not in obj.attrs:
+            raise PluginError(f"{bad}: label_attr {label!r} is not one of its attrs "
+                              f"({', '.join(obj.attrs) or 'none'}); name one or leave it None")
         return obj
     if kind == "activation":
         if not isinstance(obj, Activation):

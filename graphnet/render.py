@@ -68,9 +68,8 @@ NO_VALUE = "#dddddd"
 # ten or more decades below it gets the darkest. Fixed decades (not stretched to each
 # drawing's range) let two drawings be compared and keep a healthy net bright.
 
-# The attr shown bare after the op name (``dense 128``); other attrs show as key=value
-# when they differ from the default (activations show all of theirs).
-PRIMARY_ATTR = {"dense": "units", "dropout": "rate", "reshape": "shape"}
+# An op's label_attr shows bare after the op name (``dense 128``); other attrs show as
+# key=value when they differ from the default (activations show all of theirs).
 FOLD_OPS = ("dropout",)   # besides activations, what collapse=True folds into a layer
 
 
@@ -278,7 +277,7 @@ def _op_text(opname, op, attrs, dtype, resolved=True):
     if opname == "input":
         return "input" if dtype in (None, "float32") else f"input {dtype}"
     specs = getattr(op, "attrs", {}) or {}
-    primary = PRIMARY_ATTR.get(opname)
+    primary = getattr(op, "label_attr", None)
     show_all = getattr(op, "kind", None) == "activation" or not resolved
     parts = [opname]
     if primary in attrs:

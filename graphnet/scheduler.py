@@ -77,7 +77,11 @@ class Program:
         names = list(nx.lexicographical_topological_sort(graph.nx, key=order.__getitem__))
         self.nodes = {}
         for name in names:
-            self.nodes[name] = self._compile_node(reg, name, graph.nx.nodes[name])
+            try:
+                self.nodes[name] = self._compile_node(reg, name, graph.nx.nodes[name])
+            except GraphnetError as exc:
+                exc.node = exc.node or name
+                raise
         self.outputs = graph.outputs
         self.losses = [n for n, node in self.nodes.items() if node.kind == "loss"]
         self.inputs = [n for n, node in self.nodes.items() if node.kind == "input"]
@@ -85,7 +89,8 @@ class Program:
             for i in node.inputs:
                 if self.nodes[i].kind == "loss":
                     raise GraphError(f"node {name!r} reads loss node {i!r}; a loss is a "
-                                     f"final scalar (backward sums several losses itself)")
+                                     f"final scalar (backward sums several losses itself)",
+                                     node=name)
 
     def _compile_node(self, reg, name, data):
         opname = data["op"]

@@ -486,12 +486,7 @@ def _build(data, source, compile=True):
     try:
         Program(g)  # structure, arity, dtypes and shapes, as a Model will see them
     except GraphnetError as exc:
-        text, path, first = str(exc), (), len(str(exc)) + 1
-        for name, loc in where_of.items():  # the node the engine's message names first
-            for pattern in (f"node {name!r}", f"input {name!r}", f": {name} ->"):
-                at = text.find(pattern)
-                if 0 <= at < first:
-                    path, first = loc, at
+        text, path = str(exc), where_of.get(exc.node, ())
         if path:  # the engine's own "node 'x' (op): " prefix repeats what _error says
             item = data[path[0]][path[1]]
             for prefix in (f"node {item['name']!r} ({item.get('op')}): ",

@@ -20,14 +20,17 @@ def atomic_write(path, write, error):
     """Write via a temporary file in the same folder, fsync, rename, fsync the folder.
 
     ``write(f)`` gets the binary file; an OSError becomes ``error`` naming the path,
-    and a failure of any kind leaves the previous file at ``path`` whole.
+    and a failure of any kind leaves the previous file at ``path`` whole. The
+    temporary file's name holds the writer's pid, so that the next write removes
+    what a killed writer left behind (and never a live writer's file).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
     try:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                                   suffix=".tmp")
+        _remove_stale(folder, prefix)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}-", suffix=".tmp")
     except OSError as exc:
         raise error(f"cannot write {path!r}: {exc.strerror or exc}") from None
     try:
@@ -55,6 +58,29 @@ def atomic_write(path, write, error):
         pass
     finally:
         os.close(dfd)
+
+
+def _remove_stale(folder, prefix):
+    """Remove the temporary files ``prefix<pid>-*.tmp`` of writers no longer running."""
+    for name in os.listdir(folder):
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].partition("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass  # another writer removed it first
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True
 
 
 def plain(value, where, depth=0):

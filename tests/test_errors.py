@@ -78,6 +78,7 @@ def test_cycle_names_the_nodes_on_it():
         gn.Model(g)
     path = str(info.value).split(":", 1)[1].split(";")[0].split(" -> ")
     assert [p.strip() for p in path] in (["b", "c", "b"], ["c", "b", "c"])
+    assert info.value.node == path[0].strip()
 
 
 def test_wrong_number_of_inputs():
@@ -178,8 +179,21 @@ def test_shape_errors_name_node_op_and_shapes(op, shapes, attrs, words):
     if op == "softmax_cross_entropy":
         g.nx.nodes["in1"]["attrs"]["dtype"] = "int64"
     g.add(op, *ins, name="node", **attrs)
-    with raises(ShapeError, "'node'", op, *words):
+    with raises(ShapeError, "'node'", op, *words) as info:
         gn.Model(g)
+    assert info.value.node == "node"
+
+
+def test_errors_carry_the_node_at_fault_and_keep_it_through_pickle():
+    import pickle
+    g = mlp()
+    g.nx.nodes["fc1"]["attrs"]["units"] = 0
+    with raises(GraphError, "'fc1'", "units") as info:
+        gn.Model(g)
+    assert info.value.node == "fc1"
+    again = pickle.loads(pickle.dumps(info.value))
+    assert (type(again), str(again), again.node) == (GraphError, str(info.value), "fc1")
+    assert GraphnetError("no node here").node is None
 
 
 # --- feeds -----------------------------------------------------------------------

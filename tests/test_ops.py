@@ -108,6 +108,24 @@ def test_activation_attrs():
                                np.where(X >= 0, X, 0.1 * X), rtol=1e-12)
 
 
+def test_activation_attr_kinds_come_from_defaults_or_from_gn_attr():
+    power = gn.Activation("test_power", fn=lambda x, k=2, scale=1.0: scale * x ** k,
+                          derivative=lambda x, y, k=2, scale=1.0: scale * k * x ** (k - 1),
+                          attrs={"k": 2, "scale": gn.Attr(1.0, "float", min=0.0)})
+    name = plugins.register(power)
+    try:
+        assert run("test_power", [X], {"k": 3, "scale": 2.0}) == pytest.approx(2 * X ** 3)
+        for attrs, message in [({"k": "abc"}, "attr 'k' must be an integer, got 'abc'"),
+                               ({"k": 2.5}, "attr 'k' must be an integer"),
+                               ({"scale": -1.0}, "attr 'scale' must be >= 0.0")]:
+            g = gn.Graph("bad")
+            with pytest.raises(gn.GraphError, match=message):
+                g.add("test_power", g.input("x", shape=(3,)), name="p", **attrs)
+                gn.Model(g)
+    finally:
+        plugins.unregister(name)
+
+
 def test_merge_values_keep_input_order_and_broadcast_per_sample():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 3)), rng.normal(size=(2, 4, 3))

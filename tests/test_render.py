@@ -135,6 +135,38 @@ def test_labels_show_the_key_attrs():
     assert "(N, 128)" in source
 
 
+def test_a_plugin_op_names_its_label_attr_as_the_builtins_do():
+    class Scale(gn.Op):
+        name = "test_label_scale"
+        attrs = {"factor": gn.Attr(2.0, "float"), "note": gn.Attr("", "str")}
+        label_attr = "factor"
+
+        def forward(self, ctx, x):
+            return x * ctx.attrs["factor"]
+
+        def backward(self, ctx, dy):
+            return (dy * ctx.attrs["factor"],)
+
+    name = gn.plugins.register(Scale)
+    try:
+        g = gn.Graph("labels")
+        g.output(g.add("test_label_scale", g.input("x", shape=(2,)), factor=3.0, note="hi"))
+        source = gn.render(g).source
+    finally:
+        gn.plugins.unregister(name)
+    assert "test_label_scale 3.0 note=hi" in source
+    assert "factor=" not in source
+
+
+def test_a_label_attr_that_is_not_an_attr_is_refused_when_registered():
+    class Bad(gn.Op):
+        name = "test_bad_label"
+        label_attr = "units"
+
+    with pytest.raises(gn.PluginError, match="label_attr 'units'"):
+        gn.plugins.register(Bad)
+
+
 def test_kinds_get_distinct_looks_and_outputs_a_double_border(tmp_path):
     g = gn.Graph("kinds")
     x = g.input("x", shape=(4,))

@@ -27,6 +27,7 @@ class Dense(Op):
     """y = x @ weight + bias over the last axis; weight is (in, units)."""
 
     name = "dense"
+    label_attr = "units"
     attrs = {"units": Attr(kind="int", min=1, doc="output features"),
              "use_bias": Attr(True, "bool", doc="add a bias vector"),
              "init": Attr("glorot_uniform", "init", doc="initializer of the weight"),
@@ -205,6 +206,7 @@ class Reshape(Op):
     """Give each sample a new shape with the same number of elements (one -1 allowed)."""
 
     name = "reshape"
+    label_attr = "shape"
     kind = "shape"
     attrs = {"shape": Attr(kind="shape", doc="new per-sample shape; one entry may be -1")}
 
@@ -235,6 +237,7 @@ class Dropout(Op):
     """Zero each element with probability rate while training, scale the rest by 1/(1-rate)."""
 
     name = "dropout"
+    label_attr = "rate"
     kind = "layer"
     attrs = {"rate": Attr(0.5, "float", min=0.0, max=0.999, doc="probability of dropping")}
 
