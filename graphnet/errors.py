@@ -5,6 +5,8 @@ a plugin), what was expected, what was found, and what to do about it.
 """
 
 import difflib
+import importlib.metadata
+import inspect
 
 
 class GraphnetError(Exception):
@@ -51,7 +53,8 @@ class SchemaError(GraphnetError):
 
 
 class PluginError(GraphnetError):
-    """A plugin that clashes with another, fails to load, or returns the wrong kind."""
+    """A plugin that clashes with another, fails to load, returns the wrong kind, or
+    raises while it runs (an op's forward or backward, an optimizer's update, ...)."""
 
 
 class FeedError(GraphnetError):
@@ -91,3 +94,19 @@ def did_you_mean(name, choices):
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def origin(obj):
+    """Where a plugin object's code comes from, for error messages: its module and the
+    distribution that installed it, e.g. "module graphnet_contrib.ops (distribution
+    graphnet-contrib 0.1.0)". Only called on error paths (it reads the installed
+    distributions)."""
+    plain = inspect.isfunction(obj) or inspect.ismethod(obj) or inspect.isclass(obj)
+    module = (obj.__module__ if plain else type(obj).__module__) or "?"
+    top = module.split(".")[0]
+    try:
+        dists = importlib.metadata.packages_distributions().get(top) or []
+        found = [f"{d} {importlib.metadata.version(d)}" for d in dists]
+    except Exception:   # a broken installation must not hide the error being reported
+        found = []
+    return f"module {module}" + (f" (distribution {', '.join(found)})" if found else "")

@@ -20,7 +20,7 @@ keeps them for ``to_dict``) and implement ``value(t)``.
 import math
 import numbers
 
-from .errors import GraphnetError
+from .errors import GraphnetError, PluginError, origin
 
 
 class Schedule:
@@ -49,7 +49,17 @@ class Schedule:
         raise NotImplementedError(f"schedule {self.name!r} does not implement value()")
 
     def __call__(self, t):
-        return self.value(t)
+        try:   # a plugin schedule's failure names it (a try costs nothing until it raises)
+            lr = self.value(t)
+        except GraphnetError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"schedule {self.name!r} from {origin(type(self))} raised "
+                              f"{type(exc).__name__} for update {t}: {exc}") from exc
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+            raise PluginError(f"schedule {self.name!r} from {origin(type(self))} returned "
+                              f"{lr!r} for update {t}, not a number")
+        return lr
 
     def to_dict(self):
         """Plain data that ``as_schedule`` (and model files) turn back into this schedule."""

@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from .errors import GraphnetError, ShapeError, did_you_mean
+from .errors import GraphnetError, PluginError, ShapeError, did_you_mean, origin
 from .graph import Graph
 from .ops import check_init
 from .plugins import registry
@@ -118,8 +118,17 @@ class Model:
                 except ShapeError as exc:
                     raise ShapeError(f"{where}: {exc}") from None
                 except (TypeError, ValueError, OverflowError) as exc:
-                    raise GraphnetError(f"{where} {initializer.name!r} failed with {kwargs}: "
-                                        f"{type(exc).__name__}: {exc}") from None
+                    raise GraphnetError(f"{where} {initializer.name!r} from "
+                                        f"{origin(initializer.fn)} failed with {kwargs}: "
+                                        f"{type(exc).__name__}: {exc}") from exc
+                except GraphnetError:
+                    raise
+                except Exception as exc:
+                    err = PluginError(f"{where} {initializer.name!r} from "
+                                      f"{origin(initializer.fn)} raised {type(exc).__name__}: "
+                                      f"{exc}")
+                    err.node = node.name
+                    raise err from exc
         return params
 
     # --- properties --------------------------------------------------------
@@ -178,7 +187,7 @@ class Model:
     def _run(self, outputs, feeds, training):
         """Forward through the plan for ``outputs``; its slot values (engine-owned)."""
         plan = self.plan(outputs)
-        fed, _ = check_feeds(plan, feeds, self.dtype, self.program.inputs)
+        fed, batch = check_feeds(plan, feeds, self.dtype, self.program.inputs)
         vals = [None] * plan.size
         for slot, arr in fed.items():
             vals[slot] = arr
@@ -186,7 +195,7 @@ class Model:
         for slot, key in plan.param_slots:
             vals[slot] = params[key]
         plan.set_mode(bool(training), self.rng)
-        plan.run_forward(vals)
+        plan.run_forward(vals, batch, self.dtype)
         self._last = (plan, vals)
         return vals
 

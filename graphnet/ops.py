@@ -9,6 +9,10 @@ gradient per input and per param, in order (None where there is none).
 Params are passed to ``forward`` after the inputs, in the order ``params``
 declares them, so a dense layer is ``forward(ctx, x, weight, bias)`` and its
 ``backward`` returns ``(dx, dweight, dbias)``.
+
+An op may also say how it is written in ONNX (``to_onnx``, optional): it
+gets a builder and the ONNX names of its inputs then params, in the order
+``forward`` gets the arrays, and returns the name of its output.
 """
 
 import math
@@ -202,6 +206,18 @@ class Op:
     int_inputs = ()
     label_attr = None
     doc = ""
+    to_onnx = None
+    """Optional ``to_onnx(self, b, *names) -> name``: write the op in ONNX.
+
+    ``names`` are the ONNX names of the inputs then the params (as ``forward``
+    gets them); ``b`` (a ``graphnet.onnx.Builder``) has the node's ``attrs``,
+    ``input_shapes``, ``output_shape`` (per sample) and ``opset``, and
+    ``b.op("Relu", x, alpha=...)`` adds an ONNX node and returns its output's
+    name, ``b.const(array)`` a constant. Return the name of the op's output:
+
+    >>> def to_onnx(self, b, x, weight, bias):    # dense
+    ...     return b.op("Add", b.op("MatMul", x, weight), bias)
+    """
 
     def infer(self, attrs, *shapes):
         """Return the per-sample output shape; raise ShapeError if shapes do not fit."""
@@ -237,11 +253,16 @@ class Activation:
     into ``out``, each returning ``out``: the engine then reuses one buffer
     per node instead of allocating arrays every batch (the builtins do this).
 
-    >>> cube = Activation("cube", fn=lambda x: x**3, derivative=lambda x, y: 3 * x**2)
+    ``onnx`` (optional) is how ONNX writes it: an ONNX op type taking the
+    same attrs (``"Elu"``), or ``onnx(b, x, **attrs) -> name`` building it
+    from several ONNX nodes (see ``Op.to_onnx``).
+
+    >>> cube = Activation("cube", fn=lambda x: x**3, derivative=lambda x, y: 3 * x**2,
+    ...                   onnx=lambda b, x: b.op("Mul", x, b.op("Mul", x, x)))
     """
 
     def __init__(self, name, fn, derivative, attrs=None, doc="", forward_into=None,
-                 backward_into=None):
+                 backward_into=None, onnx=None):
         self.name = name
         self.fn = fn
         self.derivative = derivative
@@ -249,6 +270,7 @@ class Activation:
         self.doc = doc or (fn.__doc__ or "").strip()
         self.forward_into = forward_into
         self.backward_into = backward_into
+        self.onnx = onnx
 
     def defaults(self):
         """The attrs' defaults, as keyword arguments of ``fn`` and ``derivative``."""
@@ -271,6 +293,14 @@ class ActivationOp(Op):
         if getattr(activation, "forward_into", None) and getattr(activation, "backward_into",
                                                                  None):
             self.forward, self.backward = self._forward_into, self._backward_into
+        if getattr(activation, "onnx", None) is not None:
+            self.to_onnx = self._to_onnx
+
+    def _to_onnx(self, b, x):
+        form = self.activation.onnx
+        if isinstance(form, str):
+            return b.op(form, x, **b.attrs)
+        return form(b, x, **b.attrs)
 
     def forward(self, ctx, x):
         y = self.activation.fn(x, **ctx.attrs)

@@ -39,7 +39,7 @@ import operator
 
 import numpy as np
 
-from .errors import GraphnetError, did_you_mean
+from .errors import GraphnetError, PluginError, did_you_mean, origin
 from .lr_schedules import Schedule
 
 
@@ -102,22 +102,31 @@ class Optimizer:
 
     # --- stepping ----------------------------------------------------------
     def step(self, params, grads):
-        """Apply one update to every param that has a grad, in place."""
+        """Apply one update to every param that has a grad, in place.
+
+        A failure of the optimizer's own code (``init_state``, ``update``) is a
+        PluginError naming the optimizer and where it comes from."""
         grads = self.begin_step(grads)
         step = self.step_count
-        if self.elementwise and self._step_flat(params, grads, step):
-            return
-        for name, grad in grads.items():
-            try:
-                param = params[name]
-            except KeyError:
-                raise GraphnetError(f"optimizer {self.name!r}: there is a gradient for "
-                                    f"{name!r} but no such param{did_you_mean(name, params)}"
-                                    ) from None
-            state = self.state.get(name)
-            if state is None:
-                state = self.state[name] = self.init_state(param)
-            self.update(param, grad, state, step)
+        try:   # costs nothing until it raises
+            if self.elementwise and self._step_flat(params, grads, step):
+                return
+            for name, grad in grads.items():
+                try:
+                    param = params[name]
+                except KeyError:
+                    raise GraphnetError(f"optimizer {self.name!r}: there is a gradient for "
+                                        f"{name!r} but no such param"
+                                        f"{did_you_mean(name, params)}") from None
+                state = self.state.get(name)
+                if state is None:
+                    state = self.state[name] = self.init_state(param)
+                self.update(param, grad, state, step)
+        except GraphnetError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"optimizer {self.name!r} from {origin(type(self))} raised "
+                              f"{type(exc).__name__} in step {step}: {exc}") from exc
 
     def _step_flat(self, params, grads, step):
         """One ``update`` over the flat arrays behind ``params`` and ``grads`` (a few

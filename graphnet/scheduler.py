@@ -7,16 +7,30 @@ slots, output slot)`` over one list of arrays. Running it makes no NetworkX
 call, no registry lookup and builds no per-node dicts: the steps are compiled
 into one straight-line Python function per direction (``plan.source`` shows
 them), which calls each op's bound forward or backward with its inputs read
-from fixed slots.
+from fixed slots. The source is registered with ``linecache``, so a traceback
+through a plan shows the generated line; ``interpret_forward`` and
+``interpret_backward`` run the same steps as a plain loop, the reference the
+generated code is tested against (``Plan(..., generated=False)`` uses them).
+
+An op that raises inside a plan (anything but a GraphnetError, which already
+names what is wrong) becomes a PluginError naming the node, the op and the
+distribution providing it, the original exception chained: one ``try`` around
+the whole plan, so the steps pay nothing for it. The first forward of a plan
+also checks each output's shape and dtype, as the first backward checks the
+gradients.
 """
 
+import itertools
+import linecache
 import math
+import weakref
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
-from .errors import FeedError, GraphError, GraphnetError, ShapeError, UnknownNameError, did_you_mean
+from .errors import (FeedError, GraphError, GraphnetError, PluginError, ShapeError,
+                     UnknownNameError, did_you_mean, origin)
 from .ops import Context, Param, check_attr
 from .plugins import registry
 
@@ -143,10 +157,17 @@ class Program:
         return sum(node.param_count() for node in self.nodes.values())
 
 
-class Plan:
-    """The flat steps that compute ``targets`` from the feeds and the params."""
+_plan_ids = itertools.count(1)
 
-    def __init__(self, program, targets):
+
+class Plan:
+    """The flat steps that compute ``targets`` from the feeds and the params.
+
+    ``generated=False`` runs them through the reference interpreter instead of
+    the generated functions (same results; slower; for tests and debugging).
+    """
+
+    def __init__(self, program, targets, generated=True):
         nodes = program.nodes
         needed = set(targets)
         for t in targets:
@@ -169,6 +190,7 @@ class Plan:
         self.feeds = [(n, self.slot[n], nodes[n]) for n in order if nodes[n].kind == "input"]
         self.losses = [(n, self.slot[n]) for n in order if nodes[n].kind == "loss"]
         self.steps = []
+        self.nodes = []                        # the compiled Node of each step
         self.contexts = []
         self.param_contexts = []               # (ctx, its params' places) of nodes with params
         for n in order:
@@ -179,32 +201,76 @@ class Plan:
                 self.slot[k] for k in node.param_keys())
             ctx = Context(n, node.attrs, tuple(nodes[i].shape for i in node.inputs), node.shape)
             self.contexts.append(ctx)
+            self.nodes.append(node)
             self.steps.append((node.op.forward, node.op.backward, ctx, ins, self.slot[n]))
             if node.params:
                 self.param_contexts.append((ctx, [param_index[k] for k in node.param_keys()]))
+        self.slot_names = {s: n for n, s in self.slot.items()}
+        self.generated = generated
         self._grad_mode = None
         self.training = self.rng = None
-        self.checked = False
+        self.checked = False                   # the first backward checks the gradients
+        self.forward_checked = False           # the first forward checks the outputs
         self._acc = {}                         # slot -> buffer summing its gradients
         self.source = {}
-        self.run_forward = self._compile("forward", self._forward_lines())
+        self._step_of_line = {}                # generated function -> {line: step index}
+        if generated:
+            self._forward = self._compile("forward", self._forward_lines(False))
+            self._first_forward = self._compile("first_forward", self._forward_lines(True))
+        else:
+            self._forward = self._first_forward = self._interpreted(interpret_forward)
 
-    def _compile(self, name, lines):
-        """Turn generated lines into a function over the steps' ops and contexts."""
-        env = {"accumulate": self._accumulate, "check": self._check_backward}
+    # --- the generated functions ---------------------------------------------
+    def _compile(self, name, blocks):
+        """Turn generated lines into a function over the steps' ops and contexts.
+
+        ``blocks`` is (lines, step index or None) pairs; the source goes into
+        ``linecache`` under a name of its own, so tracebacks show it."""
+        env = {"accumulate": self._accumulate, "check": self._check_backward,
+               "check_output": self.check_output, "fail": self.failure,
+               "GraphnetError": GraphnetError}
         for k, (forward, backward, ctx, _, _) in enumerate(self.steps):
             env[f"f{k}"], env[f"b{k}"], env[f"c{k}"] = forward, backward, ctx
-        self.source[name] = "\n".join(lines)
-        exec(compile(self.source[name], f"<graphnet plan: {name}>", "exec"), env)
+        lines, step_of_line = [], {}
+        for block, k in blocks:
+            for line in block:
+                lines.append(line)
+                step_of_line[len(lines)] = k
+        filename = f"<graphnet plan {next(_plan_ids)}: {name}>"
+        source = self.source[name] = "\n".join(lines) + "\n"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        weakref.finalize(self, linecache.cache.pop, filename, None)
+        exec(compile(source, filename, "exec"), env)
+        self._step_of_line[env[name].__code__] = step_of_line
         return env[name]
 
-    def _forward_lines(self):
-        lines = ["def forward(vals):"]
+    def _interpreted(self, fn):
+        def run(*args):
+            return fn(self, *args)
+        return run
+
+    @staticmethod
+    def _guarded(head, body, name):
+        """``head``, then ``body`` (blocks) inside the one try of the plan."""
+        body = body or [(["    pass"], None)]
+        return ([([head, "    try:"], None)] + [(["    " + ln for ln in lines], k)
+                                                 for lines, k in body]
+                + [(["    except GraphnetError:",
+                     "        raise",
+                     "    except Exception as exc:",
+                     f"        raise fail(exc, {name!r}) from exc"], None)])
+
+    def _forward_lines(self, checking):
+        """One line per step (the first forward adds a check of each output)."""
+        body = []
         for k, (_, _, _, ins, out) in enumerate(self.steps):
             args = "".join(f", vals[{i}]" for i in ins)
-            lines.append(f"    vals[{out}] = f{k}(c{k}{args})")
-        lines.append("    return vals")
-        return lines
+            lines = [f"    vals[{out}] = f{k}(c{k}{args})"]
+            if checking:
+                lines.append(f"    check_output({k}, vals[{out}], batch, dtype)")
+            body.append((lines, k))
+        head = "def first_forward(vals, batch, dtype):" if checking else "def forward(vals):"
+        return self._guarded(head, body, "forward") + [(["    return vals"], None)]
 
     def _backward_lines(self):
         """Reverse steps that need gradients; a slot with one consumer is assigned,
@@ -215,10 +281,10 @@ class Plan:
             for i, need in zip(ins, ctx.needs_grad):
                 consumers[i] = consumers.get(i, 0) + need
         places = {id(ctx): idx for ctx, idx in self.param_contexts}
-        lines = ["def backward(vals, grads, checking, pg):"]
+        body = []
         for k, (_, _, ctx, ins, out) in reversed(live):
-            lines += [f"    g = grads[{out}]",
-                      "    if g is not None:"]
+            lines = [f"    g = grads[{out}]",
+                     "    if g is not None:"]
             if id(ctx) in places:    # the arrays it may write its param gradients into
                 lines.append(f"        c{k}.param_grads = pg and ("
                              + "".join(f"pg[{i}], " for i in places[id(ctx)]) + ")")
@@ -237,9 +303,11 @@ class Plan:
                               "        if d is not None:",
                               f"            p = grads[{i}]",
                               f"            grads[{i}] = d if p is None else accumulate({i}, p, d)"]
-        lines.append("    return grads")
-        return lines
+            body.append((lines, k))
+        return (self._guarded("def backward(vals, grads, checking, pg):", body, "backward")
+                + [(["    return grads"], None)])
 
+    # --- running ---------------------------------------------------------------
     def set_mode(self, training, rng):
         """Tell every context whether this run is training (dropout on) and the rng."""
         if training != self.training or rng is not self.rng:  # model.rng may be replaced
@@ -255,15 +323,25 @@ class Plan:
         flows = set(k for _, k in self.param_slots)
         if input_grads:
             flows |= {n for n, _, node in self.feeds if node.dtype in FLOAT_DTYPES}
-        slot_names = {s: n for n, s in self.slot.items()}
         live = {self.slot[k] for k in flows}
         for _, _, ctx, ins, out in self.steps:
             ctx.needs_grad = tuple(i in live for i in ins)
             if any(ctx.needs_grad):
                 live.add(out)
-        self.slot_names = slot_names
         self._grad_mode = input_grads
-        self._backward = self._compile("backward", self._backward_lines())
+        if self.generated:
+            self._backward = self._compile("backward", self._backward_lines())
+        else:
+            self._backward = self._interpreted(interpret_backward)
+
+    def run_forward(self, vals, batch, dtype):
+        """Run the steps on ``vals`` (feeds and params in their slots); the first run
+        checks every output against ``batch`` samples of its shape, of ``dtype``."""
+        if self.forward_checked:
+            return self._forward(vals)
+        self._first_forward(vals, batch, dtype)
+        self.forward_checked = True
+        return vals
 
     def run_backward(self, vals, seeds, param_grads=None):
         """Walk the steps in reverse from ``seeds`` ({slot: gradient}); sum at fan-out.
@@ -292,6 +370,44 @@ class Plan:
             buf = self._acc[slot] = np.empty(shape, dtype)
         return np.add(prev, g, out=buf)
 
+    # --- checks and errors -----------------------------------------------------
+    def _where(self, k):
+        node = self.nodes[k]
+        op = node.op
+        code = getattr(op, "activation", None)
+        code = getattr(code, "fn", op) if code is not None else op  # an activation's own code
+        return f"node {node.name!r}: op {op.name!r} from {origin(code)}"
+
+    def check_output(self, k, value, batch, dtype):
+        """Once per plan: step ``k``'s output is an array of the shape inference's
+        shape (with ``batch`` samples first, none for a loss) and of ``dtype``."""
+        node = self.nodes[k]
+        want = () if node.kind == "loss" else (batch,) + node.shape
+        if not isinstance(value, (np.ndarray, np.generic)):
+            problem = f"a {type(value).__name__}, not a numpy array"
+        elif value.shape != want:
+            problem = f"shape {value.shape}, where its inferred shape is {want}"
+        elif value.dtype != dtype:
+            problem = f"dtype {value.dtype}, where the model computes in {np.dtype(dtype)}"
+        else:
+            return
+        err = PluginError(f"{self._where(k)}: forward returned {problem}; the op's forward "
+                          f"and its infer() disagree")
+        err.node = node.name
+        raise err
+
+    def failure(self, exc, direction, k=None):
+        """The PluginError for ``exc``, raised by step ``k`` (found from the line of the
+        generated function that was running when not given)."""
+        if k is None:
+            tb = exc.__traceback__
+            k = self._step_of_line.get(tb.tb_frame.f_code, {}).get(tb.tb_lineno)
+        if k is None:
+            return PluginError(f"the plan's {direction} failed: {type(exc).__name__}: {exc}")
+        err = PluginError(f"{self._where(k)} raised {type(exc).__name__} in {direction}: {exc}")
+        err.node = self.nodes[k].name
+        return err
+
     def _check_backward(self, ctx, ins, results, vals):
         """Once per plan: one gradient per input and param, each of its input's shape."""
         names = [self.slot_names[i] for i in ins]
@@ -305,6 +421,48 @@ class Plan:
                 raise GraphnetError(f"node {ctx.node!r}: backward returned a gradient of shape "
                                     f"{np.shape(gi)} for {name!r}, whose value has shape "
                                     f"{np.shape(vals[i])}")
+
+
+def interpret_forward(plan, vals, batch=None, dtype=None):
+    """The reference forward: the plan's steps in a plain loop, each output checked
+    when ``batch`` is given (what the generated ``first_forward`` does)."""
+    k = None
+    try:
+        for k, (forward, _, ctx, ins, out) in enumerate(plan.steps):
+            vals[out] = forward(ctx, *[vals[i] for i in ins])
+            if batch is not None:
+                plan.check_output(k, vals[out], batch, dtype)
+    except GraphnetError:
+        raise
+    except Exception as exc:
+        raise plan.failure(exc, "forward", k) from exc
+    return vals
+
+
+def interpret_backward(plan, vals, grads, checking, param_grads):
+    """The reference backward: steps in reverse, gradients summed where a slot is read
+    more than once (what the generated ``backward`` does, without its unrolling)."""
+    places = {id(ctx): idx for ctx, idx in plan.param_contexts}
+    k = None
+    try:
+        for k in reversed(range(len(plan.steps))):
+            _, backward, ctx, ins, out = plan.steps[k]
+            if grads[out] is None or not any(ctx.needs_grad):
+                continue
+            if id(ctx) in places:
+                ctx.param_grads = param_grads and tuple(param_grads[i] for i in places[id(ctx)])
+            r = backward(ctx, grads[out])
+            if checking:
+                plan._check_backward(ctx, ins, r, vals)
+            ctx.param_grads = None
+            for i, need, d in zip(ins, ctx.needs_grad, r):
+                if need and d is not None:
+                    grads[i] = d if grads[i] is None else plan._accumulate(i, grads[i], d)
+    except GraphnetError:
+        raise
+    except Exception as exc:
+        raise plan.failure(exc, "backward", k) from exc
+    return grads
 
 
 def check_feeds(plan, feeds, dtype, all_inputs):

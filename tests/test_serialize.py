@@ -11,14 +11,14 @@ from graphnet.serialize import FORMAT
 
 
 def residual_python():
-    """The residual MLP of DESIGN.md, declared in Python."""
+    """The residual MLP of DESIGN.md (as shipped: sized for the digits), declared in Python."""
     g = gn.Graph("residual_mlp")
-    x = g.input("x", shape=(4,))
+    x = g.input("x", shape=(64,))
     label = g.input("label", shape=(), dtype="int64")
-    h = g.add("dense", x, units=4, name="fc1")
+    h = g.add("dense", x, units=64, name="fc1")
     h = g.add("elu", h, alpha=1.0, name="act1")
     h = g.add("add", x, h, name="skip")
-    logits = g.add("dense", h, units=3, name="logits")
+    logits = g.add("dense", h, units=10, name="logits")
     g.add("softmax_cross_entropy", logits, label, name="loss")
     g.output(logits)
     return g
@@ -29,12 +29,12 @@ RESIDUAL_JSON = """
   "format": "graphnet-model/1",
   "name": "residual_mlp",
   "inputs": [
-    {"name": "x", "shape": [4]},
+    {"name": "x", "shape": [64]},
     {"name": "label", "shape": [], "dtype": "int64"}
   ],
   "nodes": [
-    {"name": "logits", "op": "dense", "inputs": ["skip"], "attrs": {"units": 3}},
-    {"name": "fc1", "op": "dense", "inputs": ["x"], "attrs": {"units": 4}},
+    {"name": "logits", "op": "dense", "inputs": ["skip"], "attrs": {"units": 10}},
+    {"name": "fc1", "op": "dense", "inputs": ["x"], "attrs": {"units": 64}},
     {"name": "act1", "op": "elu", "inputs": ["fc1"], "attrs": {"alpha": 1}},
     {"name": "skip", "op": "add", "inputs": ["x", "act1"]},
     {"name": "loss", "op": "softmax_cross_entropy", "inputs": ["logits", "label"]}
@@ -166,8 +166,8 @@ def test_python_and_json_models_give_identical_params_and_outputs():
     for key in py.params:
         assert np.array_equal(py.params[key], js.params[key]), key
     rng = np.random.default_rng(0)
-    feeds = {"x": rng.normal(size=(5, 4)).astype(np.float32),
-             "label": rng.integers(0, 3, size=5)}
+    feeds = {"x": rng.normal(size=(5, 64)).astype(np.float32),
+             "label": rng.integers(0, 10, size=5)}
     out_py, out_js = py.forward(feeds, training=True), js.forward(feeds, training=True)
     for key in out_py:
         assert np.array_equal(out_py[key], out_js[key])

@@ -90,11 +90,12 @@ def leaky_relu_grad(x, y, alpha=0.01):
 def graphnet_activations():
     return [
         Activation("relu", relu, relu_grad, forward_into=relu_into,
-                   backward_into=relu_backward_into),
-        Activation("elu", elu, elu_grad, attrs={"alpha": 1.0}),
-        Activation("softplus", softplus, softplus_grad),
-        Activation("sigmoid", sigmoid, sigmoid_grad),
+                   backward_into=relu_backward_into, onnx="Relu"),
+        Activation("elu", elu, elu_grad, attrs={"alpha": 1.0}, onnx="Elu"),
+        Activation("softplus", softplus, softplus_grad, onnx="Softplus"),
+        Activation("sigmoid", sigmoid, sigmoid_grad, onnx="Sigmoid"),
         Activation("tanh", tanh, tanh_grad, forward_into=tanh_into,
-                   backward_into=tanh_backward_into),
-        Activation("leaky_relu", leaky_relu, leaky_relu_grad, attrs={"alpha": 0.01}),
+                   backward_into=tanh_backward_into, onnx="Tanh"),
+        Activation("leaky_relu", leaky_relu, leaky_relu_grad, attrs={"alpha": 0.01},
+                   onnx="LeakyRelu"),
     ]

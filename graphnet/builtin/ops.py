@@ -9,6 +9,11 @@ from ..ops import Attr, Op, Param
 from ..hookspecs import hookimpl
 
 
+def onnx_axis(axis):
+    """A per-sample axis as ONNX counts it, with the batch axis first (negative: the same)."""
+    return axis if axis < 0 else axis + 1
+
+
 class Input(Op):
     """A named array fed at run time; the engine fills it from the feeds."""
 
@@ -71,12 +76,19 @@ class Dense(Op):
             dx = np.matmul(dy, w.T, out=ctx.buffer("dx", x.shape, dw.dtype))
         return (dx, dw, db) if len(ctx.needs_grad) == 3 else (dx, dw)
 
+    def to_onnx(self, b, x, weight, bias=None):
+        if len(b.input_shapes[0]) == 1:  # (N, in): one Gemm, as PyTorch writes nn.Linear
+            return b.op("Gemm", x, weight, *([bias] if bias else []))
+        y = b.op("MatMul", x, weight)
+        return b.op("Add", y, bias) if bias else y
+
 
 class BroadcastMerge(Op):
     """Shared logic of add, sub and mul: per-sample numpy broadcasting."""
 
     kind = "merge"
     n_inputs = 2
+    onnx_type = None   # "Add", "Sub", "Mul"
 
     def infer(self, attrs, a, b):
         try:
@@ -106,11 +118,21 @@ class BroadcastMerge(Op):
         axes = tuple(i + 1 for i, s in enumerate(full) if s == 1 and g.shape[i + 1] != 1)
         return g.sum(axis=axes, keepdims=True).reshape(g.shape[:1] + tuple(shape))
 
+    def to_onnx(self, b, x, y):
+        # ONNX broadcasts from the last axis; graphnet pads after the batch axis (aligned)
+        ra, rb = (len(s) for s in b.input_shapes)
+        if ra < rb:
+            x = b.op("Unsqueeze", x, b.const(np.arange(1, 1 + rb - ra)))
+        elif rb < ra:
+            y = b.op("Unsqueeze", y, b.const(np.arange(1, 1 + ra - rb)))
+        return b.op(self.onnx_type, x, y)
+
 
 class Add(BroadcastMerge):
     """a + b (a residual or skip connection)."""
 
     name = "add"
+    onnx_type = "Add"
 
     def forward(self, ctx, a, b):
         a, b = self.aligned(ctx, a, b)
@@ -125,6 +147,7 @@ class Sub(BroadcastMerge):
     """a - b."""
 
     name = "sub"
+    onnx_type = "Sub"
 
     def forward(self, ctx, a, b):
         a, b = self.aligned(ctx, a, b)
@@ -139,6 +162,7 @@ class Mul(BroadcastMerge):
     """a * b, elementwise (a gate, or a square with the same input twice)."""
 
     name = "mul"
+    onnx_type = "Mul"
 
     def forward(self, ctx, a, b):
         ctx.a, ctx.b = a, b
@@ -184,6 +208,9 @@ class Concat(Op):
     def backward(self, ctx, dy):
         return tuple(np.split(dy, ctx.splits, axis=ctx.axis))
 
+    def to_onnx(self, b, *xs):
+        return b.op("Concat", *xs, axis=onnx_axis(b.attrs["axis"]))
+
 
 class Flatten(Op):
     """Flatten each sample to one axis."""
@@ -200,6 +227,9 @@ class Flatten(Op):
 
     def backward(self, ctx, dy):
         return (dy.reshape(ctx.shape),)
+
+    def to_onnx(self, b, x):
+        return b.op("Flatten", x, axis=1)
 
 
 class Reshape(Op):
@@ -232,6 +262,9 @@ class Reshape(Op):
     def backward(self, ctx, dy):
         return (dy.reshape((dy.shape[0],) + ctx.input_shapes[0]),)
 
+    def to_onnx(self, b, x):
+        return b.op("Reshape", x, b.const([0, *b.attrs["shape"]]))  # 0: keep the batch
+
 
 class Dropout(Op):
     """Zero each element with probability rate while training, scale the rest by 1/(1-rate)."""
@@ -252,6 +285,9 @@ class Dropout(Op):
 
     def backward(self, ctx, dy):
         return (dy if ctx.mask is None else dy * ctx.mask,)
+
+    def to_onnx(self, b, x):  # the identity at inference, kept so that rate survives
+        return b.op("Dropout", x, b.const(np.array(b.attrs["rate"], b.dtype)))
 
 
 class Softmax(Op):
@@ -279,6 +315,9 @@ class Softmax(Op):
         y = ctx.y
         return (y * (dy - (dy * y).sum(axis=ctx.axis, keepdims=True)),)
 
+    def to_onnx(self, b, x):
+        return b.op("Softmax", x, axis=onnx_axis(b.attrs["axis"]))
+
 
 class Identity(Op):
     """y = x: a named tap on a tensor."""
@@ -291,6 +330,9 @@ class Identity(Op):
 
     def backward(self, ctx, dy):
         return (dy,)
+
+    def to_onnx(self, b, x):
+        return b.op("Identity", x)
 
 
 @hookimpl

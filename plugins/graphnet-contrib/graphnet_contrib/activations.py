@@ -72,9 +72,36 @@ def hard_sigmoid_grad(x, y):
     return np.where((x > -3) & (x < 3), x.dtype.type(1 / 6), x.dtype.type(0))
 
 
-GELU = gn.Activation("gelu", gelu, gelu_grad)
-SILU = gn.Activation("silu", silu, silu_grad)
-MISH = gn.Activation("mish", mish, mish_grad)
-HARD_SIGMOID = gn.Activation("hard_sigmoid", hard_sigmoid, hard_sigmoid_grad)
+# --- ONNX forms: one ONNX op where the opset has it, else the formula in ONNX ops ---
+
+def gelu_onnx(b, x):
+    if b.opset >= 20:
+        return b.op("Gelu", x, approximate="tanh")
+    cube = b.op("Mul", b.op("Mul", x, x), x)
+    inner = b.op("Mul", b.op("Add", x, b.op("Mul", cube, b.const(_GELU_C))),
+                 b.const(_SQRT_2_OVER_PI))
+    half_x = b.op("Mul", x, b.const(0.5))
+    return b.op("Mul", half_x, b.op("Add", b.op("Tanh", inner), b.const(1.0)))
+
+
+def silu_onnx(b, x):
+    return b.op("Mul", x, b.op("Sigmoid", x))   # as PyTorch writes nn.SiLU
+
+
+def mish_onnx(b, x):
+    if b.opset >= 18:
+        return b.op("Mish", x)
+    return b.op("Mul", x, b.op("Tanh", b.op("Softplus", x)))
+
+
+def hard_sigmoid_onnx(b, x):
+    return b.op("HardSigmoid", x, alpha=1 / 6, beta=0.5)
+
+
+GELU = gn.Activation("gelu", gelu, gelu_grad, onnx=gelu_onnx)
+SILU = gn.Activation("silu", silu, silu_grad, onnx=silu_onnx)
+MISH = gn.Activation("mish", mish, mish_grad, onnx=mish_onnx)
+HARD_SIGMOID = gn.Activation("hard_sigmoid", hard_sigmoid, hard_sigmoid_grad,
+                             onnx=hard_sigmoid_onnx)
 
 ACTIVATIONS = [GELU, SILU, MISH, HARD_SIGMOID]

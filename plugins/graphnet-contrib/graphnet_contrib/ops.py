@@ -53,5 +53,11 @@ class LayerNorm(gn.Op):
                             - x_hat * (g * x_hat).mean(axis=-1, keepdims=True))
         return dx, dgamma, dbeta
 
+    def to_onnx(self, b, x, gamma, beta):
+        if b.opset < 17:
+            raise gn.GraphnetError(f"node {b.node!r}: layer_norm needs ONNX opset 17 or later "
+                                   f"(LayerNormalization), got {b.opset}")
+        return b.op("LayerNormalization", x, gamma, beta, axis=-1, epsilon=b.attrs["eps"])
+
 
 OPS = [LayerNorm]
