@@ -1,9 +1,13 @@
 """Training-step speed of graphnet against hand-written numpy (and PyTorch, JAX).
 
 One step is forward, the loss value, backward and one optimizer update, on a
-fixed batch. The engines run interleaved in one process, round after round,
-so that a noisy shared machine slows them alike; the report gives each
-engine's median time per step and its ratio to the numpy baseline.
+fixed batch; graphnet's is the loop of the docs, ``model.forward(feeds,
+training=True); opt.step(model.params, model.backward())``. The engines run
+interleaved in one process, round after round, timed by the wall clock with
+BLAS (and XLA) on one thread, so that a noisy shared machine slows them alike;
+the report gives each engine's median time per step and its ratio to the
+numpy baseline. JAX has two columns: ``jax`` reads the loss back every step,
+``jax_device`` leaves it on the device and waits once per round.
 
     python benchmarks/bench_mlp.py                      # all four configs
     python benchmarks/bench_mlp.py --configs tiny digits --json out.json
@@ -33,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import graphnet as gn  # noqa: E402
-from baselines import JaxMLP, NumpyMLP, TorchMLP, init_params, make_data  # noqa: E402
+from baselines import (JaxDeviceMLP, JaxMLP, NumpyMLP, TorchMLP, init_params,  # noqa: E402
+                       make_data)
 
 CONFIGS = {
     # name: layer sizes, hidden activation, batch, loss, rounds
@@ -80,32 +85,32 @@ class GraphnetMLP:
         self.opt = gn.optimizer(optimizer, lr=lr)
         self.feeds = {"x": x, "y": y}
         self.out = self.model.outputs[0]
-        self.grads = None
 
     def step(self):
         loss = float(self.model.forward(self.feeds, training=True)["loss"])
-        self.grads = self.model.backward(out=self.grads)
-        self.opt.step(self.model.params, self.grads)
+        self.opt.step(self.model.params, self.model.backward())
         return loss
 
     def predict(self, x):
         return self.model.predict({"x": x})[self.out]
 
 
-ENGINES = {"numpy": NumpyMLP, "graphnet": GraphnetMLP, "torch": TorchMLP, "jax": JaxMLP}
+ENGINES = {"numpy": NumpyMLP, "graphnet": GraphnetMLP, "torch": TorchMLP, "jax": JaxMLP,
+           "jax_device": JaxDeviceMLP}
 
 
 def available(name):
     """Whether an optional engine is installed (without importing it yet)."""
     import importlib.util
-    mod = {"torch": "torch", "jax": "jax"}.get(name)
-    return mod is None or importlib.util.find_spec(mod) is not None
+    mods = {"torch": ["torch"], "jax": ["jax", "optax"], "jax_device": ["jax", "optax"]}
+    return all(importlib.util.find_spec(m) is not None for m in mods.get(name, []))
 
 
 def blas_threads(n):
     """Pin BLAS (and torch's and XLA's thread pools) to n threads for the whole run."""
     if n == 1 and "jax" not in sys.modules:
-        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                           "intra_op_parallelism_threads=1")
     try:
         from threadpoolctl import threadpool_limits
         limiter = threadpool_limits(limits=n)
@@ -120,53 +125,56 @@ def blas_threads(n):
     return limiter
 
 
-CLOCKS = {"thread": time.thread_time, "process": time.process_time, "wall": time.perf_counter}
-CLOCK = "thread"
-OWN_THREADS = {"jax"}   # computes on threads of its own: timed by the whole process
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+CLOCK = "wall"
 
 
-def clock_for(name):
-    if name in OWN_THREADS and CLOCK == "thread":
-        return time.process_time
-    return CLOCKS[CLOCK]
+def nothing():
+    pass
 
 
-def time_interleaved(fns, rounds, min_round_s=0.02, warmup=3):
-    """Median seconds per call of each fn, measured round-robin.
+def time_interleaved(fns, rounds, min_round_s=0.02, warmup=3, syncs=None):
+    """Median seconds per call of each fn, measured round-robin by one clock.
 
     Each round calls every fn ``k`` times in a row (``k`` chosen once so a
-    round of each lasts about ``min_round_s``) and records the mean. The
-    clock is the CPU time of the calling thread by default, which on a shared
-    machine leaves out the time other processes held the core (BLAS runs on
-    that thread when pinned to one); JAX, which computes on threads of its
-    own, gets the CPU time of the whole process then.
+    round of each lasts about ``min_round_s``), then its ``syncs`` entry (for
+    an engine that computes asynchronously: the wait is timed too), and
+    records the mean. The clock is the wall clock by default: it counts every
+    thread an engine computes on, and interleaving spreads the load of other
+    processes over all engines alike.
     """
-    for fn in fns.values():
+    syncs = syncs or {}
+    for name, fn in fns.items():
         for _ in range(warmup):
             fn()
+        syncs.get(name, nothing)()
     reps = {}
     for name, fn in fns.items():
+        sync = syncs.get(name, nothing)
         t = time.perf_counter()
         for _ in range(3):
             fn()
+        sync()
         one = (time.perf_counter() - t) / 3
         reps[name] = max(1, int(min_round_s / max(one, 1e-7)))
     samples = {name: [] for name in fns}
     names = list(fns)
+    clock = CLOCKS[CLOCK]
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
         for name in order:
-            fn, k, clock = fns[name], reps[name], clock_for(name)
+            fn, k, sync = fns[name], reps[name], syncs.get(name, nothing)
             t = clock()
             for _ in range(k):
                 fn()
+            sync()
             samples[name].append((clock() - t) / k)
     return {name: statistics.median(s) for name, s in samples.items()}, samples
 
 
 def check_same_loss(engines):
     """The engines start from the same params and data: their first losses must agree."""
-    losses = {name: e.step() for name, e in engines.items()}
+    losses = {name: float(e.step()) for name, e in engines.items()}
     ref = losses["numpy"]
     for name, value in losses.items():
         if abs(value - ref) > 1e-3 * max(1.0, abs(ref)):
@@ -184,7 +192,9 @@ def bench_steps(configs, engines, optimizer, rounds_scale=1.0):
         rounds = max(3, int(rounds * rounds_scale))
         min_round = 0.0 if cname == "wide" else 0.02
         med, _ = time_interleaved({e: m.step for e, m in made.items()}, rounds,
-                                  min_round_s=min_round, warmup=1 if cname == "wide" else 3)
+                                  min_round_s=min_round, warmup=1 if cname == "wide" else 3,
+                                  syncs={e: m.sync for e, m in made.items()
+                                         if hasattr(m, "sync")})
         results[cname] = {"sizes": sizes, "activation": act, "batch": batch, "loss": loss,
                           "rounds": rounds, "median_s": med,
                           "ratio_to_numpy": {e: med[e] / med["numpy"] for e in med}}
@@ -378,9 +388,8 @@ def main(argv=None):
     ap.add_argument("--optimizer", choices=("adam", "sgd"), default=None,
                     help="default adam when graphnet has it, else sgd")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
-    ap.add_argument("--clock", choices=list(CLOCKS), default="thread",
-                    help="thread: CPU time of the main thread (default; robust on a shared "
-                         "machine), process: of all threads, wall: elapsed time")
+    ap.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                    help="wall: elapsed time (default), process: CPU time of all threads")
     ap.add_argument("--rounds", type=float, default=1.0, help="scale the number of rounds")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--no-extra", action="store_true", help="skip predict and fit on digits")
@@ -396,8 +405,6 @@ def main(argv=None):
     optimizer = args.optimizer or ("adam" if has_optimizer("adam") else "sgd")
     global CLOCK
     CLOCK = args.clock
-    if args.threads != 1:      # several BLAS threads: only the wall clock sees them all
-        CLOCK = "wall" if args.clock == "thread" else args.clock
     engines = args.engines or [e for e in ENGINES if available(e)]
     if "numpy" not in engines:
         engines = ["numpy"] + engines

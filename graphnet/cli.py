@@ -95,7 +95,7 @@ def read_graph(path):
 
 def load_trained(path, command):
     """The Model of a checkpoint; a JSON model file holds no trained weights, so it is refused."""
-    if not path.lower().endswith(".npz"):
+    if not path.lower().endswith((".npz", ".onnx")):
         raise UsageError(f"{path!r} is a model file, which holds no trained weights "
                          f"(its params would be random); pass a checkpoint, e.g. "
                          f"runs/<name>/model.npz, which 'graphnet train {path}' writes",
@@ -104,18 +104,22 @@ def load_trained(path, command):
 
 
 def load_model(path, seed=0):
-    """A Model from a JSON model file (fresh params from ``seed``) or a checkpoint (.npz)."""
+    """A Model from a JSON model file (fresh params from ``seed``), a checkpoint (.npz)
+    or an ONNX file (.onnx, with its weights)."""
     from .model import Model
     if path.lower().endswith(".npz"):
         from .checkpoint import load
         return load(_existing(path, "checkpoint"))
+    if path.lower().endswith(".onnx"):
+        from .onnx import from_onnx
+        return from_onnx(_existing(path, "ONNX file"), seed=seed)
     return Model(read_graph(path), seed=seed)
 
 
 def load_drawable(path):
     """What ``render`` draws, and the problem that keeps it from compiling (or None): a
     checkpoint's Model, or a model file's Graph, which is drawn even if it does not compile."""
-    if path.lower().endswith(".npz"):
+    if path.lower().endswith((".npz", ".onnx")):
         return load_model(path), None
     try:
         return read_graph(path), None
@@ -199,6 +203,9 @@ def random_feeds(model, batch, rng):
 def cmd_gradcheck(args):
     from .gradients import gradcheck
     model = load_model(args.model, seed=args.seed)
+    if args.model.lower().endswith(".onnx") and not model.losses:
+        from .onnx import with_loss   # an ONNX file has no loss: check against mse
+        model = with_loss(model, "mse", output=model.outputs[0])
     if not model.losses:
         raise GraphnetError(f"model {model.name!r} has no loss node, so there is no gradient "
                             f"to check; add a loss such as mse or softmax_cross_entropy")
@@ -233,6 +240,17 @@ def cmd_render(args):
         return EXIT_FAILED
 
 
+def cmd_export(args):
+    from .onnx import to_onnx
+    if not args.output.lower().endswith(".onnx"):
+        raise UsageError(f"export: output {args.output!r} must end in .onnx")
+    model = load_model(args.model)
+    proto = to_onnx(model, args.output, opset=args.opset)
+    print(f"wrote {args.output} (ONNX opset {proto.opset_import[0].version}, inputs "
+          f"{', '.join(i.name for i in proto.graph.input)}, outputs "
+          f"{', '.join(o.name for o in proto.graph.output)})")
+
+
 def cmd_train(args):
     from .runs import train_run
     result = train_run(
@@ -251,6 +269,8 @@ def cmd_evaluate(args):
     from .runs import format_scores, scores
     from .train import evaluate
     model = load_trained(args.checkpoint, "evaluate")
+    if args.checkpoint.lower().endswith(".onnx") and not model.losses:
+        model = _onnx_with_loss(model, args)
     if args.dataset:
         options = dict(args.dataset_option or [])
         feeds = ds.to_feeds(model, ds.load(args.dataset, **options)["test"],
@@ -268,6 +288,27 @@ def cmd_evaluate(args):
         print(json.dumps({**s, "samples": n, "split": split}))
     else:
         print(f"{split} ({n} samples): {format_scores(s)}")
+
+
+def _onnx_with_loss(model, args):
+    """An imported model scored by the loss its data calls for, on its first output:
+    integer labels take softmax_cross_entropy (binary_cross_entropy for one logit),
+    others mse."""
+    from . import datasets as ds
+    from .onnx import with_loss
+    if args.dataset:
+        y = ds.load(args.dataset, **dict(args.dataset_option or []))["test"].get("y")
+    else:
+        y = ds.load_file(args.data, x=args.x, y=args.y).get("y") if args.data else None
+    if y is None:
+        return model
+    output = model.outputs[0]
+    units = model.nodes[output].shape[-1:]
+    if np.asarray(y).dtype.kind in "iu":
+        loss = "binary_cross_entropy" if units == (1,) else "softmax_cross_entropy"
+    else:
+        loss = "mse"
+    return with_loss(model, loss, output=output, target="y")
 
 
 def cmd_predict(args):
@@ -339,6 +380,7 @@ EXAMPLES = {
     "plugins": "graphnet plugins --kind optimizer",
     "gradcheck": "graphnet gradcheck examples/models/digits_mlp.json",
     "schema": "graphnet schema -o model-1.json",
+    "export": "graphnet export runs/digits_mlp/model.npz -o digits_mlp.onnx",
 }
 
 
@@ -371,7 +413,7 @@ def build_parser():
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the full traceback of an error")
     parser = Parser(prog=PROG, description="graphnet: a graph-based neural-network engine. "
-                    "MODEL is a JSON model file or a checkpoint (.npz).",
+                    "MODEL is a JSON model file, a checkpoint (.npz) or an ONNX file (.onnx).",
                     epilog="example: graphnet train examples/models/digits_mlp.json",
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"graphnet {__version__}")
@@ -445,6 +487,13 @@ def build_parser():
     p.add_argument("--batch", type=positive_int, default=4, metavar="N")
     p.add_argument("--seed", type=natural_int, default=0, metavar="N")
     p.add_argument("--tolerance", type=positive_float, default=1e-6, metavar="X")
+
+    p = command("export", cmd_export, "write the model's inference graph (outputs, no "
+                "losses) with its weights as ONNX, for onnxruntime, Netron and other tools")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx")
+    p.add_argument("--opset", type=positive_int, metavar="N",
+                   help="the ONNX opset to write (default 18)")
 
     p = command("schema", cmd_schema, "print the JSON Schema of model files (with every "
                 "installed plugin's ops and attrs)")

@@ -13,6 +13,7 @@ True
 
 import math
 import operator
+import sys
 
 import numpy as np
 
@@ -93,6 +94,7 @@ class Model:
         self._default_outputs = tuple(self.outputs + [l for l in self.losses
                                                       if l not in self.outputs])
         self._one = np.ones((), dtype=self.dtype)   # the seed gradient of a loss
+        self._spare = self._spare_refs = None        # see _gradient_arrays
 
     def _init_params(self, rng):
         """Each param initialised in node order, all of them views into one flat array."""
@@ -169,24 +171,30 @@ class Model:
             plan = self._plans[key] = Plan(self.program, list(targets))
         return plan
 
-    def forward(self, feeds, outputs=None, training=False):
+    def forward(self, feeds, outputs=None, training=False, copy=True):
         """Run the graph on a batch; return {node name: array} for ``outputs``.
 
         By default the outputs are the graph's outputs and its losses (which
         need the targets fed too). Only the nodes the outputs need are run.
         With ``training=True`` dropout is on and ``backward`` may follow.
-        The arrays returned are the caller's (the engine reuses its own).
+        The arrays returned are the caller's (the engine reuses its own);
+        ``copy=False`` hands out the engine's own instead, valid until the
+        next forward, for a loop that reads them at once (``fit`` does).
         """
         if outputs is None:
             outputs = self._default_outputs
         elif isinstance(outputs, str):
             outputs = [outputs]
         vals = self._run(outputs, feeds, training)
+        if not copy:
+            return {name: vals[slot] for name, slot in self._last[0].targets}
         return {name: np.array(vals[slot]) for name, slot in self._last[0].targets}
 
     def _run(self, outputs, feeds, training):
         """Forward through the plan for ``outputs``; its slot values (engine-owned)."""
-        plan = self.plan(outputs)
+        plan = self._plans.get(outputs if type(outputs) is tuple else tuple(outputs))
+        if plan is None:
+            plan = self.plan(outputs)
         fed, batch = check_feeds(plan, feeds, self.dtype, self.program.inputs)
         vals = [None] * plan.size
         for slot, arr in fed.items():
@@ -194,7 +202,8 @@ class Model:
         params = self.params
         for slot, key in plan.param_slots:
             vals[slot] = params[key]
-        plan.set_mode(bool(training), self.rng)
+        if training is not plan.training or self.rng is not plan.rng:
+            plan.set_mode(bool(training), self.rng)
         plan.run_forward(vals, batch, self.dtype)
         self._last = (plan, vals)
         return vals
@@ -205,7 +214,10 @@ class Model:
         With several loss nodes their sum is differentiated, unless ``loss``
         names one. ``inputs=True`` adds the gradients of the float inputs,
         keyed by input name. The result is a FlatArrays (views into one flat
-        array, in the order of ``model.params``) that belongs to the caller.
+        array, in the order of ``model.params``) that belongs to the caller;
+        once the caller has let go of every part of it (as the loop
+        ``opt.step(model.params, model.backward())`` does), the next backward
+        refills the same memory instead of allocating.
         A training loop that is done with the last step's gradients passes
         them back as ``out`` to have them overwritten in place, so that a step
         allocates nothing:
@@ -261,7 +273,12 @@ class Model:
         """The FlatArrays for backward to fill, and whether it is new: ``out`` (once
         checked to be an earlier backward's result of this model), else new zeros."""
         if out is None:
-            return flat_arrays(self._layout, np.zeros(self._flat_size, self.dtype)), True
+            spare = self._spare        # the last arrays handed out, if nobody holds them now
+            if spare is not None and self._refs(spare) == self._spare_refs:
+                return self._gradient_arrays(spare)
+            spare = self._spare = flat_arrays(self._layout, np.zeros(self._flat_size, self.dtype))
+            self._spare_refs = self._refs(spare)
+            return spare, True
         if isinstance(out, FlatArrays) and out.layout is self._layout:
             for key in [k for k in out if k in self.program.inputs]:
                 del out[key]                    # input gradients of an inputs=True call
@@ -270,6 +287,15 @@ class Model:
         raise GraphnetError("backward(out=...) takes the gradients that an earlier backward "
                             "of this same model returned, with every array left in place; "
                             "pass out=None to get new arrays")
+
+    @staticmethod
+    def _refs(grads):
+        """Reference counts of a backward's result, its flat array and its views: the
+        same as when it was made means that the caller let go of all of them (a kept
+        view, or a dict of them, holds the flat array or the views), so the next
+        backward may write into them."""
+        return (sys.getrefcount(grads), sys.getrefcount(grads.flat), len(grads),
+                tuple(map(sys.getrefcount, grads.views)))
 
     def predict(self, feeds, batch_size=None):
         """The graph's outputs for ``feeds`` (targets not needed), batched if asked."""

@@ -234,6 +234,38 @@ def to_onnx(model, path, opset=None):
 
 # --- import -------------------------------------------------------------------
 
+def with_loss(model, loss, output=None, target="target", name="loss"):
+    """A new Model: ``model``'s graph plus the loss node ``loss`` on ``output`` (default the
+    one output) against a new input ``target``, with ``model``'s params, ready to train.
+
+    An ONNX file holds the inference graph only; this is how training goes on:
+
+    >>> import graphnet as gn                                              # doctest: +SKIP
+    >>> model = gn.onnx.with_loss(gn.from_onnx("mlp.onnx"), "softmax_cross_entropy")
+    >>> model.fit({"x": X, "target": labels}, optimizer=gn.optimizer("adam"))
+    """
+    if output is None:
+        if len(model.outputs) != 1:
+            raise GraphnetError(f"model {model.name!r} has outputs {model.outputs}; name the "
+                                f"one the loss reads with output=...")
+        output = model.outputs[0]
+    if output not in model.nodes:
+        raise GraphnetError(f"{output!r} is not a node of model {model.name!r}")
+    op = registry().get("op", loss)
+    if op.kind != "loss":
+        raise GraphnetError(f"{loss!r} is a {op.kind} op, not a loss")
+    shape = model.nodes[output].shape
+    labels = 1 in op.int_inputs      # class labels: one integer per sample
+    g = model.graph.copy()
+    t = g.input(target, shape=shape[:-1] if labels else shape,
+                dtype="int64" if labels else "float32")
+    g.add(loss, output, t, name=name)
+    out = Model(g, seed=model.seed, dtype=model.dtype)
+    for key, value in model.params.items():
+        out.params[key][...] = value
+    return out
+
+
 def from_onnx(source, seed=0):
     """A Model from an ONNX file (a path, bytes or an ``onnx.ModelProto``) with its weights.
 

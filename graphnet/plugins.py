@@ -14,11 +14,15 @@ The rules, so that no plugin can break graphnet behind a user's back:
   entry point, its distribution and the exception, is kept in
   ``failures()``, and everything else keeps working;
   ``GRAPHNET_STRICT_PLUGINS=1`` makes that a ``PluginError`` instead;
-- two plugins that claim one name (an activation and an op share one
-  namespace) raise a ``PluginError`` naming the name and both plugins; a
-  builtin is never silently replaced;
-- a hook that raises, or returns anything but a list of the declared kind,
-  raises a ``PluginError`` naming the plugin and the hook.
+- an installed plugin whose hook raises (even SystemExit), returns anything
+  but a list of the declared kind, or claims a builtin's name gives a
+  ``PluginWarning`` naming it and its distribution, and graphnet goes on
+  without that hook's or that entry's contribution (``failures()`` lists it);
+- two installed plugins that claim one name (an activation and an op share
+  one namespace): everything else works, and using that name is a
+  ``PluginError`` naming both; a builtin is never replaced;
+- ``GRAPHNET_STRICT_PLUGINS=1`` makes each of these a ``PluginError``, and so
+  is any of them for a plugin registered at run time with ``register()``.
 """
 
 import importlib
@@ -121,7 +125,10 @@ class Registry:
         self.pm = pluggy.PluginManager("graphnet")
         self.pm.add_hookspecs(hookspecs)
         self.dists = {}       # plugin name -> (distribution, version)
-        self.failures = []    # Failure per entry point that did not load
+        self.failures = []    # Failure per entry point that did not load, or hook refused
+        self.installed = set()  # plugin names that came from entry points
+        self.clashes = {}     # (kind, name) -> plugins that all claim it
+        self._load_failures = 0
         self._tables = None
         self._building = None  # the plugin whose hook is being called, while tables build
         self._loaded = False
@@ -144,6 +151,7 @@ class Registry:
                 self.dists[modname] = ("graphnet", _version("graphnet"))
         if entry_points and not _flag("GRAPHNET_DISABLE_PLUGIN_AUTOLOAD"):
             self._load_entry_points()
+        self._load_failures = len(self.failures)
         self._loaded = True
         return self
 
@@ -156,32 +164,47 @@ class Registry:
             dist_version = dist.version if dist is not None else None
             where = (f"graphnet plugin {ep.name!r} (entry point '{ep.name} = {ep.value}' of "
                      f"distribution {dist_name or '?'}{' ' + dist_version if dist_version else ''})")
-            if ep.name in seen or ep.name in BUILTIN_PLUGINS:
-                owner = ("graphnet itself" if ep.name in BUILTIN_PLUGINS
-                         else f"distribution {seen[ep.name]}")
-                raise PluginError(f"{where} uses the plugin name {ep.name!r}, which {owner} "
-                                  f"already uses; rename one of the two entry points")
             try:
+                if ep.name in seen or ep.name in BUILTIN_PLUGINS:
+                    owner = ("graphnet itself" if ep.name in BUILTIN_PLUGINS
+                             else f"distribution {seen[ep.name]}")
+                    raise PluginError(f"it uses the plugin name {ep.name!r}, which {owner} "
+                                      f"already uses; rename one of the two entry points")
                 plugin = ep.load()
                 if self.pm.is_registered(plugin):
                     raise PluginError(f"it names the same object as plugin "
                                       f"{self.pm.get_name(plugin)!r}")
                 self.pm.register(plugin, name=ep.name)
                 _check_hooks(self.pm, ep.name)
-            except (Exception, SystemExit) as exc:  # a broken plugin must not take graphnet down
-                if self.pm.get_plugin(ep.name) is not None:
+            except BaseException as exc:  # a broken plugin must not take graphnet down
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                if self.pm.get_plugin(ep.name) is not None and ep.name not in seen:
                     self.pm.unregister(name=ep.name)
-                message = f"{where} failed to load: {type(exc).__name__}: {exc}"
-                if strict:
-                    raise PluginError(message + " (GRAPHNET_STRICT_PLUGINS is set; unset it "
-                                      "to go on without this plugin)") from exc
-                self.failures.append(Failure(ep.name, dist_name, message))
-                warnings.warn(message + "; graphnet goes on without it "
-                              "(GRAPHNET_STRICT_PLUGINS=1 makes this an error)",
-                              PluginWarning, stacklevel=2)
+                self._skip(ep.name, dist_name, f"{where} failed to load: "
+                           f"{type(exc).__name__}: {exc}", exc, strict=strict)
                 continue
             seen[ep.name] = dist_name
             self.dists[ep.name] = (dist_name, dist_version)
+            self.installed.add(ep.name)
+
+    def _skip(self, plugin, dist_name, message, cause=None, strict=None):
+        """An installed plugin's failure: a PluginError in strict mode, else one warning
+        and a Failure, and graphnet goes on without the part that failed."""
+        if strict is None:
+            strict = _flag("GRAPHNET_STRICT_PLUGINS")
+        if strict:
+            raise PluginError(message + " (GRAPHNET_STRICT_PLUGINS is set; unset it "
+                              "to go on without this plugin)") from cause
+        self.failures.append(Failure(plugin, dist_name, message))
+        warnings.warn(message + "; graphnet goes on without it "
+                      "(GRAPHNET_STRICT_PLUGINS=1 makes this an error)",
+                      PluginWarning, stacklevel=3)
+
+    def _tolerated(self, plugin):
+        """True for an installed (entry-point) plugin outside strict mode: its failures are
+        warnings; a builtin's or a register()ed plugin's are errors."""
+        return plugin in self.installed and not _flag("GRAPHNET_STRICT_PLUGINS")
 
     def register(self, plugin, name=None):
         """Register a module or object with hook functions (or Ops, Activations,
@@ -257,29 +280,75 @@ class Registry:
     def _build(self):
         """Call every hook, check what it returns, merge by name."""
         tables = {kind: {} for kind in KINDS}
+        self.clashes = {}
+        del self.failures[self._load_failures:]  # hooks' failures are found again below
         for kind, hook in KINDS.items():
             # registration order: builtins first, so a clash names the builtin first
             for impl in getattr(self.pm.hook, hook).get_hookimpls():
-                for obj in self._call(impl, hook):
-                    obj = _check(kind, obj, _describe(impl.plugin_name, self.dists), hook)
-                    self._add(tables, kind, obj, impl.plugin_name)
-        for name, entry in tables["activation"].items():
-            if name in tables["op"]:
-                other = tables["op"][name]
-                raise PluginError(
-                    f"the name {name!r} is claimed by two plugins: op from "
-                    f"{_describe(other.plugin, self.dists)} and activation from "
-                    f"{_describe(entry.plugin, self.dists)}; ops and activations share "
-                    f"one namespace, so uninstall or unregister one of them")
+                plugin = impl.plugin_name
+                try:
+                    result = self._call(impl, hook)
+                except PluginError as exc:
+                    self._refuse(plugin, exc)
+                    continue
+                for obj in result:
+                    try:
+                        obj = _check(kind, obj, _describe(plugin, self.dists), hook)
+                        self._add(tables, kind, obj, plugin)
+                    except PluginError as exc:
+                        self._refuse(plugin, exc)
+        for name, entry in list(tables["activation"].items()):
+            other = tables["op"].get(name)
+            if other is not None and self._tolerated(other.plugin) and not self._tolerated(
+                    entry.plugin):  # an installed op claims a builtin activation's name
+                self._refuse(other.plugin, PluginError(
+                    f"op {name!r} of {_describe(other.plugin, self.dists)} claims the name "
+                    f"of the activation from {_describe(entry.plugin, self.dists)}"))
+                tables["op"].pop(name)
+            if other is not None and name in tables["op"] or ("op", name) in self.clashes:
+                first = other.plugin if other is not None else entry.plugin
+                try:
+                    self._clash("op", name, first, entry.plugin, tables,
+                                f"op from {_describe(first, self.dists)} and activation "
+                                f"from {_describe(entry.plugin, self.dists)}; ops and "
+                                f"activations share one namespace")
+                except PluginError as exc:
+                    self._refuse(entry.plugin, exc)
+                tables["activation"].pop(name, None)
+                continue
             tables["op"][name] = Entry("op", name, ActivationOp(entry.obj), entry.plugin,
                                        entry.distribution, entry.version)
         return tables
+
+    def _refuse(self, plugin, exc):
+        """A hook's contribution refused: raise, unless the plugin's failures are tolerated."""
+        if plugin not in self.installed:
+            raise exc
+        self._skip(plugin, self.dists.get(plugin, (None,))[0], str(exc), exc)
+
+    def _clash(self, kind, name, other, plugin, tables, both):
+        """Two plugins claim one name. Between two installed plugins the name is set aside
+        (using it is an error naming both); against a builtin or a register()ed plugin the
+        newcomer is refused."""
+        message = (f"{kind} {name!r} is claimed by two plugins: {both}; uninstall or "
+                   f"unregister one of them")
+        if not (self._tolerated(other) and self._tolerated(plugin)):
+            raise PluginError(message)
+        claimants = self.clashes.setdefault((kind, name), [other])
+        if plugin not in claimants:
+            claimants.append(plugin)
+        tables[kind].pop(name, None)
+        if len(claimants) == 2:
+            warnings.warn(message + f"; graphnet goes on, but {name!r} cannot be used",
+                          PluginWarning, stacklevel=4)
 
     def _call(self, impl, hook):
         self._building = impl.plugin_name
         try:
             result = impl.function()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit too: a hook must not end graphnet
             raise PluginError(f"plugin {_describe(impl.plugin_name, self.dists)} raised in "
                               f"{hook}(): {type(exc).__name__}: {exc}") from exc
         if result is None:
@@ -291,12 +360,11 @@ class Registry:
 
     def _add(self, tables, kind, obj, plugin):
         name = obj.name
-        if name in tables[kind]:
-            other = tables[kind][name].plugin
-            raise PluginError(f"{kind} {name!r} is claimed by two plugins: "
-                              f"{_describe(other, self.dists)} and "
-                              f"{_describe(plugin, self.dists)}; uninstall or unregister one "
-                              f"of them")
+        if name in tables[kind] or (kind, name) in self.clashes:
+            other = tables[kind][name].plugin if name in tables[kind] else plugin
+            self._clash(kind, name, other, plugin, tables,
+                        f"{_describe(other, self.dists)} and {_describe(plugin, self.dists)}")
+            return
         dist, version = self.dists.get(plugin, (None, None))
         tables[kind][name] = Entry(kind, name, obj, plugin, dist, version)
 
@@ -304,6 +372,13 @@ class Registry:
         """The object registered as ``name`` of this kind, or UnknownNameError."""
         table = self.tables()[_kind(kind)]
         entry = table.get(name)
+        claimants = self.clashes.get((kind, name)) or (self.clashes.get(
+            ("activation" if kind == "op" else "op", name)) if kind in ("op", "activation")
+            else None)
+        if entry is None and claimants:
+            raise PluginError(f"{kind} {name!r} is claimed by several installed plugins: "
+                              f"{' and '.join(_describe(p, self.dists) for p in claimants)}; "
+                              f"uninstall one of them to use it")
         if entry is None:
             known = ", ".join(sorted(table)) or "none"
             raise UnknownNameError(
@@ -371,7 +446,9 @@ def _check(kind, obj, who, hook):
         if inspect.isclass(obj) and issubclass(obj, Op):
             try:
                 obj = obj()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 raise PluginError(f"{bad}, which cannot be instantiated without arguments: "
                                   f"{type(exc).__name__}: {exc}") from exc
         if not isinstance(obj, Op):

@@ -213,6 +213,7 @@ class Plan:
         self.checked = False                   # the first backward checks the gradients
         self.forward_checked = False           # the first forward checks the outputs
         self._acc = {}                         # slot -> buffer summing its gradients
+        self.known_feeds = None                # what check_feeds last passed unconverted
         self.source = {}
         self._step_of_line = {}                # generated function -> {line: step index}
         if generated:
@@ -467,7 +468,28 @@ def interpret_backward(plan, vals, grads, checking, param_grads):
 
 
 def check_feeds(plan, feeds, dtype, all_inputs):
-    """Convert and check the feeds a plan needs; return {slot: array} and the batch size."""
+    """Convert and check the feeds a plan needs; return {slot: array} and the batch size.
+
+    Feeds of the same names, array types, dtypes and shapes as the last ones that
+    passed every check and needed no conversion pass on one comparison each."""
+    known = plan.known_feeds
+    if known is not None and type(feeds) is dict and feeds.keys() == known[0]:
+        out = {}
+        for name, slot, kind, shape in known[1]:
+            arr = feeds[name]
+            if type(arr) is not np.ndarray or arr.dtype != kind or arr.shape != shape:
+                break
+            out[slot] = arr
+        else:
+            return out, known[2]
+    out, batch = _check_feeds_fully(plan, feeds, dtype, all_inputs)
+    if all(type(feeds[n]) is np.ndarray and feeds[n] is out[s] for n, s, _ in plan.feeds):
+        plan.known_feeds = (frozenset(feeds), tuple(
+            (n, s, out[s].dtype, out[s].shape) for n, s, _ in plan.feeds), batch)
+    return out, batch
+
+
+def _check_feeds_fully(plan, feeds, dtype, all_inputs):
     if not isinstance(feeds, dict):
         raise FeedError(f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
     for key in feeds:

@@ -278,7 +278,7 @@ def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
         run.batch = b + 1
         lo = b * batch_size
         feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
-        outs = model.forward(feeds, outputs=measure.targets, training=True)
+        outs = model.forward(feeds, outputs=measure.targets, training=True, copy=False)
         grads = model.backward(out=grads)   # last step's arrays, refilled: no allocation
         logs = measure.batch(outs)
         if nan_guard:
@@ -361,10 +361,12 @@ def _finite(a):
 
 def _all_finite(grads):
     """The guard's per-batch check of every gradient, kept to one reduction per array."""
+    flat = getattr(grads, "flat", None)
+    arrays = (flat,) if flat is not None and grads.intact() else grads.values()
     total = 0.0
-    for g in grads.values():
+    for g in arrays:
         total += float(np.add.reduce(g, axis=None))
-    return math.isfinite(total) or all(np.isfinite(g).all() for g in grads.values())
+    return math.isfinite(total) or all(np.isfinite(g).all() for g in arrays)
 
 
 def _count(a):

@@ -165,3 +165,43 @@ def test_fan_out_through_identity_sums_without_writing_into_shared_gradients():
     g2 = model.backward(inputs=True)
     for k in g1:                                      # a second pass gives the same sums
         np.testing.assert_allclose(g2[k], g1[k], rtol=1e-12)
+
+
+def test_fit_steps_touch_neither_networkx_nor_the_registry(monkeypatch):
+    model = residual_model()
+    opt = gn.optimizer("adam")
+    data = feeds_for(24, 0)
+    model.fit(data, optimizer=opt, epochs=1, batch_size=8, progress=False)
+    forbid_graph_and_registry(monkeypatch)
+    history = model.fit(data, optimizer=opt, epochs=2, batch_size=8, progress=False)
+    monkeypatch.undo()
+    assert len(history) == 2 and all(np.isfinite(r["loss"]) for r in history.rows)
+
+
+@pytest.mark.parametrize("keep", ["dict", "copy of the dict", "one view", "flat", "nothing"])
+def test_backward_reuses_its_arrays_only_once_nobody_holds_them(keep):
+    """backward() without out= refills the last result's memory only when the caller
+    kept no part of it; whatever was kept never changes under the caller."""
+    model = residual_model()
+    model.forward(feeds_for(4, 1), training=True)
+    grads = model.backward()
+    flat_id = id(grads.flat)
+    held = {"dict": lambda g: g, "copy of the dict": dict, "one view": lambda g: g["fc2.bias"],
+            "flat": lambda g: g.flat, "nothing": lambda g: None}[keep](grads)
+    arrays = [] if held is None else list(held.values()) if isinstance(held, dict) else [held]
+    snapshot = [np.array(a) for a in arrays]
+    first = np.array(grads.flat)
+    del grads
+    model.forward(feeds_for(4, 2), training=True)
+    again = model.backward()
+    assert (id(again.flat) == flat_id) == (keep == "nothing")
+    assert not np.array_equal(first, again.flat)            # another batch, other gradients
+    for a, before in zip(arrays, snapshot):
+        np.testing.assert_array_equal(a, before)
+
+
+def test_forward_copy_false_hands_out_the_engine_arrays():
+    model = residual_model()
+    own = model.forward(feeds_for(4, 1), training=True, copy=False)
+    plan, vals = model._last
+    assert all(own[name] is vals[slot] for name, slot in plan.targets)

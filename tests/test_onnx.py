@@ -134,12 +134,11 @@ def test_bad_opset(opset):
 def test_imported_model_trains_further_once_a_loss_is_added():
     model = mlp_with_loss()
     back = gn.from_onnx(gn.to_onnx(model, None))
-    g = back.graph.copy()
-    g.add("softmax_cross_entropy", "logits", g.input("label", shape=(), dtype="int64"),
-          name="loss")
-    trainable = gn.Model(g, seed=0)
+    trainable = gn.onnx.with_loss(back, "softmax_cross_entropy", output="logits",
+                                  target="label")
+    assert trainable.nodes["label"].dtype == "int64" and trainable.losses == ["loss"]
     for key, value in back.params.items():
-        trainable.params[key][...] = value
+        np.testing.assert_array_equal(trainable.params[key], value)
     rng = np.random.default_rng(0)
     data = {"x": rng.normal(size=(64, 4)).astype(np.float32),
             "label": rng.integers(0, 3, size=64)}
@@ -402,3 +401,53 @@ def test_invalid_graph_is_a_clear_error():
     proto = make(nodes, [vinfo("x", "N", 3)], [vinfo("y", "N", 3)], {})
     with pytest.raises(OnnxError, match="not a valid ONNX model"):
         gn.from_onnx(proto)
+
+
+# --- the command line ------------------------------------------------------------------
+
+def cli(capsys, *argv):
+    from graphnet.cli import main
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_export_and_onnx_wherever_a_model_goes(tmp_path, capsys):
+    model = mlp_with_loss()
+    gn.save(model, tmp_path / "m.npz")
+    code, out, _ = cli(capsys, "export", tmp_path / "m.npz", "-o", tmp_path / "m.onnx")
+    assert code == 0 and "wrote" in out and "outputs logits, probs" in out
+    onnx_file = tmp_path / "m.onnx"
+    code, out, _ = cli(capsys, "summary", onnx_file)
+    assert code == 0 and "fc1" in out and "Losses: -" in out
+    assert cli(capsys, "render", onnx_file, "-o", tmp_path / "m.dot")[0] == 0
+    assert "fc1" in (tmp_path / "m.dot").read_text()
+    x = feeds_for(model, 5)["x"]
+    np.savez(tmp_path / "x.npz", x=x)
+    assert cli(capsys, "predict", onnx_file, "--data", tmp_path / "x.npz", "-o",
+               tmp_path / "p.npz")[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npz")["logits"],
+                                  model.predict({"x": x})["logits"])
+    code, out, err = cli(capsys, "gradcheck", onnx_file)
+    assert code == 0 and "OK" in out, err
+    y = np.random.default_rng(1).integers(0, 3, size=5)
+    np.savez(tmp_path / "xy.npz", x=x, y=y)
+    from_npz = cli(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "xy.npz")
+    from_onnx = cli(capsys, "evaluate", onnx_file, "--data", tmp_path / "xy.npz")
+    assert from_onnx[0] == 0 and from_onnx[1] == from_npz[1]   # same loss, same accuracy
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["export", "MODEL", "-o", "out.txt"], "must end in .onnx"),
+    (["summary", "BAD"], "is not an ONNX model"),
+    (["summary", "missing.onnx"], "does not exist"),
+    (["export", "MODEL", "-o", "out.onnx", "--opset", "7"], "opset must be an integer"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, match):
+    gn.save(mlp_with_loss(), tmp_path / "m.npz")
+    (tmp_path / "bad.onnx").write_bytes(b"\x00junk")
+    paths = {"MODEL": tmp_path / "m.npz", "BAD": tmp_path / "bad.onnx"}
+    argv = [paths.get(a, tmp_path / a if a.endswith((".txt", ".onnx")) else a) for a in argv]
+    code, _, err = cli(capsys, *argv)
+    assert code == 2 and match in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
