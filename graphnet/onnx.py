@@ -636,6 +636,22 @@ def _sigmoid(imp, node, ins, a):
     imp.add("sigmoid", [imp.tensor(ins[0], node)], node)
 
 
+def _greater(imp, node, ins, a):
+    """Where(x > threshold, x, softplus(x)): how the dynamo exporter writes softplus,
+    which graphnet's own softplus already computes without overflow."""
+    user = imp.only_consumer(node.output[0])
+    soft = imp.tensors.get(user.input[2]) if user is not None and len(user.input) == 3 else None
+    if (user is not None and user.op_type == "Where" and ins[1] in imp.consts
+            and list(user.input[:2]) == [node.output[0], ins[0]] and soft is not None
+            and imp.g.node(soft)["op"] == "softplus"
+            and imp.g.node(soft)["inputs"] == [imp.tensor(ins[0], node)]):
+        imp.fold(user)
+        imp.tensors[user.output[0]] = soft
+        return
+    raise UnknownOpError(f"ONNX node {_label(node)}: op type 'Greater' has no graphnet "
+                         f"counterpart (outside softplus's Where(x > t, x, Softplus(x)))")
+
+
 def _hard_sigmoid(imp, node, ins, a):
     alpha, beta = a.get("alpha", 0.2), a.get("beta", 0.5)
     if not (math.isclose(alpha, 1 / 6, rel_tol=1e-6) and math.isclose(beta, 0.5)):
@@ -674,7 +690,7 @@ IMPORTS = {
     "Concat": _concat, "Flatten": _flatten, "Reshape": _reshape, "Identity": _identity_op,
     "Dropout": _dropout, "Softmax": _softmax, "Constant": _constant,
     "Relu": _activation("relu"), "Tanh": _activation("tanh"), "Sigmoid": _sigmoid,
-    "Softplus": _activation("softplus"), "Elu": _activation("elu", alpha=1.0),
+    "Softplus": _activation("softplus"), "Greater": _greater, "Elu": _activation("elu", alpha=1.0),
     "LeakyRelu": _activation("leaky_relu", alpha=0.01),
     "HardSigmoid": _hard_sigmoid, "Gelu": _gelu, "Mish": _activation("mish"),
     "LayerNormalization": _layer_norm,

@@ -1,5 +1,7 @@
 """ONNX: every builtin op exported, checked and run by onnxruntime; round trips; imports."""
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -334,6 +336,28 @@ def test_import_contrib_ops():
     check_against_ort(proto, model, {"x": f32(6, 5, seed=3)})
 
 
+DATA = Path(__file__).resolve().parent / "data"
+TORCH_OPS = ["input", "dense", "tanh", "dense", "silu", "add", "sigmoid", "elu", "mul", "sub",
+             "leaky_relu", "concat", "dense", "softplus", "relu", "dense", "softmax"]
+
+
+@pytest.mark.parametrize("exporter,first", [("legacy", "flatten"), ("dynamo", "reshape")])
+def test_import_what_torch_onnx_export_wrote(exporter, first):
+    """tests/data/make_onnx_fixtures.py wrote these with torch.onnx.export(dynamo=...)."""
+    path = DATA / f"torch_mlp_{exporter}.onnx"
+    model = gn.from_onnx(path)
+    ops = [m.op.name for m in model.nodes.values()]
+    assert ops == TORCH_OPS[:1] + [first] + TORCH_OPS[1:]
+    saved = np.load(DATA / f"torch_mlp_{exporter}.npz")
+    np.testing.assert_allclose(model.predict({"x": saved["x"]})["probs"], saved["probs"],
+                               rtol=RTOL, atol=ATOL)
+    x = f32(9, 3, 4, seed=4)                    # another batch size than the export's
+    check_against_ort(onnx.load(path), model, {"x": x})
+    again = gn.to_onnx(model, None)             # and out again, for onnxruntime
+    np.testing.assert_allclose(run_ort(again, {"x": x})["probs"],
+                               model.predict({"x": x})["probs"], rtol=RTOL, atol=ATOL)
+
+
 def test_names_become_valid_graphnet_names():
     proto = torch_like_mlp()
     proto.graph.input[0].name = "input.1"
@@ -364,6 +388,8 @@ def test_unsupported_op_names_op_type_and_node():
      "reads constant 'c'"),
     (helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=0), {}, "batch axis"),
     (helper.make_node("Gelu", ["x"], ["y"], name="erf_gelu"), {}, "approximate='none'"),
+    (helper.make_node("Greater", ["x", "c"], ["y"], name="gt"), {"c": f32(3)},
+     "'gt'.*'Greater' has no graphnet counterpart"),
 ])
 def test_import_refusals_name_the_node(node, inits, match):
     proto = make([node], [vinfo("x", "N", 3)], [vinfo("y", "N", 3)], inits, opset=20)
@@ -451,3 +477,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, match):
     code, _, err = cli(capsys, *argv)
     assert code == 2 and match in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")   # torch's legacy exporter says it
+def test_docs_onnx_examples_run(tmp_path, monkeypatch):
+    """The Python blocks of docs/onnx.md run in order (the PyTorch one where torch is)."""
+    import importlib.util
+    import re
+    text = (Path(__file__).resolve().parents[1] / "docs" / "onnx.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 5
+    monkeypatch.chdir(tmp_path)
+    scope = {"__name__": "docs_onnx"}
+    for block in blocks:
+        if "import torch" in block and importlib.util.find_spec("torch") is None:
+            continue        # torch is on some machines only; the fixtures cover its files
+        exec(compile(block, "docs/onnx.md", "exec"), scope)
+    assert (tmp_path / "classifier.onnx").exists()
