@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from .callbacks import Callback
+from .checkpoint import TRAIN_STATE
 from .errors import (CheckpointError, DataError, FeedError, GraphnetError, TrainingError,
                      did_you_mean)
 from .history import History
@@ -416,7 +417,10 @@ def _resume(model, path, optimizer, shuffle_rng):
     if state is None:
         raise CheckpointError(f"checkpoint {path} holds no training state (it was saved "
                               f"outside fit); load it with gn.load and fit afresh instead")
-    _check_train_state(state, ckpt, f"checkpoint {path}")
+    missing = [k for k in TRAIN_STATE if k not in state]  # their types: checked on load
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: entry 'train_state' lacks {missing}; the "
+                              f"file is corrupted")
     history = ckpt.history if ckpt.history is not None else History()
     if len(history) != state["epoch"]:
         raise CheckpointError(f"checkpoint {path}: entry 'history' holds {len(history)} epochs, "
@@ -448,43 +452,6 @@ def _resume(model, path, optimizer, shuffle_rng):
     if finished == "done":
         finished = None  # all its epochs done: more epochs may still be asked for
     return history, int(state["epoch"]), opt, finished
-
-
-_TRAIN_STATE = {"epoch": "a count >= 0", "epochs": "a count >= 1", "step": "a count >= 0",
-                "batch_size": "a count >= 1", "shuffle": "true or false",
-                "finished": "null or text", "rng": "the two generators' states"}
-
-
-def _check_train_state(state, ckpt, where):
-    """Every field fit saved is there, of its type, and fits the optimizer's own count."""
-    def bad(key):
-        value = state.get(key, "(missing)") if isinstance(state, dict) else state
-        return CheckpointError(f"{where}: entry 'train_state': {key!r} must be "
-                               f"{_TRAIN_STATE[key]}, got {value!r:.80}; the file is corrupted")
-
-    if not isinstance(state, dict):
-        raise bad("epoch")
-    for key, least in (("epoch", 0), ("epochs", 1), ("step", 0), ("batch_size", 1)):
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise bad(key)
-    if not isinstance(state.get("shuffle"), bool):
-        raise bad("shuffle")
-    if not (state.get("finished") is None or isinstance(state.get("finished"), str)):
-        raise bad("finished")
-    rng = state.get("rng")
-    if not isinstance(rng, dict) or set(rng) != {"shuffle", "model"}:
-        raise bad("rng")
-    for which in ("shuffle", "model"):
-        try:
-            np.random.default_rng().bit_generator.state = rng[which]
-        except Exception:  # numpy raises TypeError, ValueError or KeyError for a bad state
-            raise bad("rng") from None
-    saved = ckpt.optimizer
-    steps = saved.step_count if isinstance(saved, Optimizer) else (saved or {}).get("step")
-    if saved is not None and steps != state["step"]:
-        raise CheckpointError(f"{where}: entry 'train_state' counts {state['step']} steps, "
-                              f"entry 'optimizer' {steps}; the file is corrupted")
 
 
 # --- helpers -------------------------------------------------------------------
