@@ -266,3 +266,10 @@ def threading_proc(thread):
         def poll(self):
             return None if thread.is_alive() else 0
     return Poll()
+
+
+def test_the_module_example_runs():
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module("graphnet.sweep"))
+    assert result.attempted > 0 and result.failed == 0
