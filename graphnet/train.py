@@ -43,6 +43,7 @@ from .errors import (CheckpointError, DataError, FeedError, GraphnetError, Train
 from .history import History
 from .optim import Optimizer
 from .plugins import optimizer as make_optimizer
+from .scheduler import check_batch_size, sample_count
 
 CLASSIFICATION_LOSSES = ("softmax_cross_entropy", "binary_cross_entropy")
 EVAL_BATCH_SIZE = 1024
@@ -203,10 +204,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     for what, arrays in (("data", train_data), ("validation", val_data)):
         if arrays is not None:
             check_labels(model, arrays, what)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    batch_size = min(int(batch_size), n)
+    batch_size = min(check_batch_size(batch_size), n)
     if isinstance(callbacks, Callback):
         callbacks = [callbacks]
     callbacks = list(callbacks)
@@ -308,9 +306,7 @@ def evaluate(model, data, batch_size=EVAL_BATCH_SIZE, metrics="auto"):
     averaged over all the samples, a sum-reduced one summed, the metrics
     averaged over the samples.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    batch_size = check_batch_size(batch_size)
     measure = _Measure(model, metrics)
     arrays, _ = _prepare(model, data, "data")
     return _evaluate(model, arrays, measure, int(batch_size))
@@ -503,10 +499,7 @@ def _prepare(model, data, what):
                 and arr.dtype != model.dtype:
             arr = arr.astype(model.dtype)
         arrays[key] = arr
-    lens = {k: len(v) for k, v in arrays.items()}
-    if len(set(lens.values())) != 1:
-        raise FeedError(f"{what}: every input needs the same number of samples, got {lens}")
-    n = next(iter(lens.values()))
+    n = sample_count({k: len(v) for k, v in arrays.items()}, what)
     if n == 0:
         raise FeedError(f"{what} holds no samples")
     return arrays, n
