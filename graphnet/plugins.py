@@ -505,7 +505,7 @@ def _as_plugin(obj):
     an Op, Activation, Optimizer or Schedule class, Initializer or Dataset (or a list of them)
     wrapped into a plugin object with the right hooks."""
     items = obj if isinstance(obj, (list, tuple)) else [obj]
-    kinds = [_kind_of(item) for item in items]
+    kinds = [kind_of(item) for item in items]
     if items and all(kinds):
         class RuntimePlugin:
             """Hooks returning what was passed to graphnet.plugins.register()."""
@@ -520,7 +520,8 @@ def _as_plugin(obj):
     return obj, default
 
 
-def _kind_of(obj):
+def kind_of(obj):
+    """The registry kind of a thing a hook may return ("op", "optimizer", ...), or None."""
     if isinstance(obj, Activation):
         return "activation"
     if isinstance(obj, Op) or (inspect.isclass(obj) and issubclass(obj, Op)):

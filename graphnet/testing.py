@@ -26,25 +26,30 @@ from .optim import Optimizer
 
 @contextlib.contextmanager
 def registered(obj):
-    """Register an Op or Activation for the duration of a with-block (if not yet known)."""
-    kind = "activation" if isinstance(obj, Activation) else "op"
-    entry = plugins.registry().tables()["op"].get(obj.name)
+    """Register a plugin's object for the duration of a with-block (if not yet known).
+
+    ``obj`` is anything a plugin hook returns: an Op (instance or class), an
+    Activation, an Optimizer or Schedule subclass, an Initializer or a Dataset.
+    Yields its name. If exactly that object (for an Op, its class) is already
+    registered, it is used as it is; a different namesake raises PluginError.
+    """
+    kind = plugins.kind_of(obj)
+    if kind is None:
+        raise PluginError(f"registered() takes an Op, an Activation, an Optimizer or Schedule "
+                          f"subclass, an Initializer or a Dataset, got {obj!r}")
+    table = "op" if kind == "activation" else kind   # ops and activations: one namespace
+    entry = plugins.registry().tables()[table].get(obj.name)
     if entry is not None:
-        mine = getattr(entry.obj, "activation", entry.obj)
-        if obj is mine or (isinstance(obj, Op) and type(obj) is type(mine)):
+        mine = getattr(entry.obj, "activation", entry.obj) if table == "op" else entry.obj
+        cls = obj if isinstance(obj, type) else type(obj)
+        if obj is mine or (kind == "op" and cls is type(mine)):
             yield obj.name
             return
         # checking the registered namesake instead would test the wrong code
         raise PluginError(f"{kind} {obj.name!r} is already registered by plugin "
                           f"{entry.plugin!r}; give yours another name, or pass the name "
                           f"{obj.name!r} to check the registered one")
-    hook = "graphnet_activations" if kind == "activation" else "graphnet_ops"
-
-    class _Plugin:
-        pass
-
-    setattr(_Plugin, hook, staticmethod(plugins.hookimpl(lambda: [obj])))
-    name = plugins.register(_Plugin(), name=f"graphnet.testing:{obj.name}")
+    name = plugins.register(obj, name=f"graphnet.testing:{obj.name}")
     try:
         yield obj.name
     finally:

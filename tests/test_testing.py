@@ -197,3 +197,106 @@ class Ascent(gn.Optimizer):
 def test_check_optimizer_names_what_is_wrong(cls, words):
     with pytest.raises(AssertionError, match=words):
         check_optimizer(cls, lr=0.1)
+
+
+# --- registered(): every kind a plugin can provide ------------------------------
+
+def test_registered_op_class_is_usable_in_a_graph_and_gone_after():
+    with registered(Scale) as name:
+        g = gn.Graph("t")
+        g.output(g.add(name, g.input("x", shape=(2,)), name="s"))
+        y = gn.Model(g, seed=0, dtype="float64").predict({"x": np.ones((1, 2))})["s"]
+        assert y.shape == (1, 2)
+    assert name not in [e.name for e in plugins.entries("op")]
+
+
+def test_registered_activation_is_usable_by_name_and_gone_after():
+    cube = gn.Activation("test_cube", fn=lambda x: x**3, derivative=lambda x, y: 3 * x**2)
+    with registered(cube) as name:
+        g = gn.Graph("t")
+        g.output(g.add(name, g.input("x", shape=(2,)), name="c"))
+        y = gn.Model(g, dtype="float64").predict({"x": np.array([[2.0, -1.0]])})["c"]
+        np.testing.assert_allclose(y, [[8.0, -1.0]])
+    with pytest.raises(gn.UnknownNameError):
+        plugins.get("op", "test_cube")
+
+
+class Halve(gn.Optimizer):
+    """w -= lr * sign(g) / 2: an optimizer plugin."""
+
+    name = "test_halve"
+
+    def __init__(self, lr=0.1):
+        super().__init__(lr=lr)
+
+    def update(self, key, param, grad, state, lr):
+        param -= lr * np.sign(grad) / 2
+
+
+def test_registered_optimizer_is_buildable_by_name_and_gone_after():
+    with registered(Halve) as name:
+        opt = gn.optimizer(name, lr=0.2)
+        assert isinstance(opt, Halve)
+        with registered(Halve):                  # the registered class itself is fine
+            pass
+    with pytest.raises(gn.UnknownNameError):
+        gn.optimizer("test_halve")
+
+
+def test_registered_refuses_an_optimizer_namesake():
+    class Adam(Halve):
+        name = "adam"
+
+    with pytest.raises(gn.PluginError, match="optimizer 'adam' is already registered"):
+        with registered(Adam):
+            pass
+    assert not isinstance(gn.optimizer("adam"), Halve)    # the builtin is untouched
+
+
+class Doubling(gn.Schedule):
+    """lr doubles every step: a schedule plugin."""
+
+    name = "test_doubling"
+
+    def __init__(self, lr=0.1):
+        self.lr = lr
+
+    def __call__(self, t):
+        return self.lr * 2 ** t
+
+
+def test_registered_schedule_is_buildable_by_name_and_gone_after():
+    with registered(Doubling) as name:
+        assert gn.schedule(name, lr=0.5)(3) == 4.0
+        assert gn.optimizer("sgd", lr={"name": name, "lr": 1.0}).schedule(2) == 4.0
+    with pytest.raises(gn.UnknownNameError):
+        gn.schedule("test_doubling")
+
+
+def test_registered_initializer_fills_a_model_param_and_is_gone_after():
+    halves = gn.Initializer("test_halves", lambda rng, shape, fan_in, fan_out:
+                            np.full(shape, 0.5))
+    g = gn.Graph("t")
+    g.output(g.add("dense", g.input("x", shape=(3,)), name="d", units=2, init="test_halves"))
+    with registered(halves):
+        model = gn.Model(g, seed=0, dtype="float64")
+        assert np.all(model.params["d.weight"] == 0.5)
+    with pytest.raises(gn.GraphnetError, match="test_halves"):
+        gn.Model(g, seed=0)
+
+
+def test_registered_dataset_loads_by_name_and_is_gone_after():
+    x = np.arange(6.0).reshape(3, 2)
+    data = gn.Dataset("test_tiny", lambda: {"train": {"x": x}, "test": {"x": x[:1]}})
+    with registered(data) as name:
+        loaded = gn.datasets.load(name)
+        np.testing.assert_array_equal(loaded["train"]["x"], x)
+        assert loaded["test"]["x"].shape == (1, 2)
+    with pytest.raises(gn.GraphnetError, match="test_tiny"):
+        gn.datasets.load("test_tiny")
+
+
+def test_registered_refuses_what_no_hook_returns():
+    with pytest.raises(gn.PluginError, match="registered\\(\\) takes"):
+        with registered(object()):
+            pass
