@@ -494,3 +494,19 @@ def test_docs_onnx_examples_run(tmp_path, monkeypatch):
             continue        # torch is on some machines only; the fixtures cover its files
         exec(compile(block, "docs/onnx.md", "exec"), scope)
     assert (tmp_path / "classifier.onnx").exists()
+
+
+def test_the_core_never_imports_onnx(tmp_path):
+    """Building, training and saving a model leave onnx and onnxruntime unimported."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, graphnet as gn\n"
+            "g = gn.Graph(); y = g.add('dense', g.input('x', shape=(2,)), units=1)\n"
+            "g.add('mse', y, g.input('t', shape=(1,))); g.output(y)\n"
+            "m = gn.Model(g); m.fit({'x': np.ones((4, 2)), 't': np.ones((4, 1))}, epochs=1,\n"
+            "      progress=False); gn.save(m, sys.argv[1])\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('onnx', 'onnxruntime')))")
+    out = subprocess.run([sys.executable, "-c", code, "m.npz"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
