@@ -358,6 +358,18 @@ def test_import_what_torch_onnx_export_wrote(exporter, first):
                                model.predict({"x": x})["probs"], rtol=RTOL, atol=ATOL)
 
 
+def test_import_a_reshape_computed_from_the_batch_size():
+    """x.view(x.size(0), -1) through the legacy exporter: Shape, Gather, Unsqueeze, Concat."""
+    path = DATA / "torch_view_legacy.onnx"
+    assert {n.op_type for n in onnx.load(path).graph.node} >= {"Shape", "Gather", "Concat"}
+    model = gn.from_onnx(path)
+    assert [m.op.name for m in model.nodes.values()] == ["input", "reshape", "dense"]
+    saved = np.load(DATA / "torch_view_legacy.npz")
+    np.testing.assert_allclose(model.predict({"x": saved["x"]})["y"], saved["y"], rtol=RTOL,
+                               atol=ATOL)
+    check_against_ort(onnx.load(path), model, {"x": f32(6, 3, 4)})
+
+
 def test_names_become_valid_graphnet_names():
     proto = torch_like_mlp()
     proto.graph.input[0].name = "input.1"
