@@ -265,6 +265,39 @@ def bench_digits_extra(engines, optimizer):
     return out
 
 
+def bench_phases(configs, optimizer, rounds=15, steps=100):
+    """graphnet's step split into its phases (forward with the loss read, backward,
+    optimizer update): the median over rounds of each phase's mean by the wall clock."""
+    out = {}
+    clock = time.perf_counter
+    for cname in configs:
+        sizes, act, batch, loss, _ = CONFIGS[cname]
+        x, y = make_data(sizes, batch, loss)
+        m = GraphnetMLP(sizes, act, loss, x, y, optimizer=optimizer)
+        model, opt, feeds = m.model, m.opt, m.feeds
+        for _ in range(20):
+            m.step()
+        phases = {"forward": [], "backward": [], "update": []}
+        for _ in range(rounds):
+            f = b = u = 0.0
+            for _ in range(steps):
+                t0 = clock()
+                float(model.forward(feeds, training=True)["loss"])
+                t1 = clock()
+                grads = model.backward()
+                t2 = clock()
+                opt.step(model.params, grads)
+                t3 = clock()
+                del grads
+                f, b, u = f + t1 - t0, b + t2 - t1, u + t3 - t2
+            for k, v in zip(phases, (f, b, u)):
+                phases[k].append(v / steps)
+        out[cname] = {k: statistics.median(v) for k, v in phases.items()}
+        print(f"phases {cname:7s} " + "  ".join(f"{k} {fmt_time(v)}" for k, v in
+                                                  out[cname].items()), flush=True)
+    return out
+
+
 def bench_memory(engines, optimizer, steps=50):
     """Peak RSS of training mnist-like, each engine in a fresh subprocess (the numpy
     one imports numpy only; graphnet's includes networkx, pluggy and the rest), and
@@ -394,6 +427,8 @@ def main(argv=None):
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--no-extra", action="store_true", help="skip predict and fit on digits")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS (mnist-like)")
+    ap.add_argument("--phases", action="store_true",
+                    help="also time graphnet's forward, backward and update apart")
     ap.add_argument("--scaling", nargs="?", const="", default=None, metavar="PNG",
                     help="also time width and depth sweeps (and plot them to PNG)")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and sweep points")
@@ -419,6 +454,8 @@ def main(argv=None):
         results["steps"] = bench_steps(args.configs, engines, optimizer, scale)
         if not args.no_extra:
             results["digits"] = bench_digits_extra(engines, optimizer)
+        if args.phases:
+            results["phases"] = bench_phases(args.configs, optimizer)
         if args.scaling is not None:
             results["scaling"] = bench_scaling(optimizer, args.scaling or None, args.quick)
     if args.memory:

@@ -34,6 +34,7 @@ def main(engine, optimizer="adam", steps=50):
         from bench_mlp import GraphnetMLP as MLP
         import graphnet
         graphnet.plugins.registry()   # the plugins load on first use: count them as imports
+        import graphnet.model         # and so does the engine (networkx with it)
     else:
         MLP = NumpyMLP
     imported = rss_kib("VmRSS")

@@ -20,7 +20,7 @@ _HOMES = {
     "Graph": "graph", "History": "history", "Model": "model", "hookimpl": "hookspecs",
     "Optimizer": "optim", "optimizer": "plugins", "schedule": "plugins", "render": "render",
     "Schedule": "lr_schedules", "model_schema": "schema", "RunResult": "runs",
-    "train_run": "runs", "to_onnx": "onnx", "from_onnx": "onnx",
+    "train_run": "runs", "sweep": "sweep", "to_onnx": "onnx", "from_onnx": "onnx",
     **dict.fromkeys(["CheckpointError", "CycleError", "DataError", "FeedError", "GraphError",
                      "GraphnetError", "PluginError", "SchemaError", "ShapeError",
                      "TrainingError", "UnknownNameError", "UnknownOpError"], "errors"),
@@ -64,5 +64,5 @@ __all__ = [
     "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "RunResult", "Schedule",
     "SchemaError", "ShapeError", "TrainingError", "UnknownNameError", "UnknownOpError",
     "from_onnx", "gradcheck", "hookimpl", "load", "load_checkpoint", "model_schema",
-    "optimizer", "plugins", "render", "save", "schedule", "to_onnx", "train_run",
+    "optimizer", "plugins", "render", "save", "schedule", "sweep", "to_onnx", "train_run",
 ]

@@ -1,4 +1,4 @@
-"""The ``graphnet`` command: train, evaluate, predict, summary, render, plugins, gradcheck, schema.
+"""The ``graphnet`` command: train, sweep, evaluate, predict, summary, render, plugins, gradcheck, schema.
 
 Every problem a user's input can cause (a missing file, a model that does
 not validate, data that does not fit the model, a bad flag) ends the command
@@ -251,17 +251,46 @@ def cmd_export(args):
           f"{', '.join(o.name for o in proto.graph.output)})")
 
 
+def _settings(args):
+    """train_run's settings from the flags train and sweep share."""
+    return dict(dataset=args.dataset, data=args.data, test_data=args.test_data, x=args.x,
+                y=args.y, dataset_options=dict(args.dataset_option or []) or None,
+                optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+                batch_size=args.batch_size, seed=args.seed, attrs=dict(args.set or []) or None,
+                out=args.out)
+
+
 def cmd_train(args):
     from .runs import train_run
-    result = train_run(
-        args.model, dataset=args.dataset, data=args.data, test_data=args.test_data,
-        x=args.x, y=args.y, dataset_options=dict(args.dataset_option or []) or None,
-        optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, attrs=dict(args.set or []), out=args.out, resume=args.resume,
-        log=lambda line: print(line, flush=True), progress=not args.quiet,
-        log_epochs=not args.quiet and not sys.stdout.isatty())
+    result = train_run(args.model, **_settings(args), resume=args.resume,
+                       log=lambda line: print(line, flush=True), progress=not args.quiet,
+                       log_epochs=not args.quiet and not sys.stdout.isatty())
     for note in result.notes:
         print(f"{PROG}: {note}", file=sys.stderr)
+
+
+def cmd_sweep(args):
+    from .sweep import parse_grid, sweep
+    settings = _settings(args)
+    out = settings.pop("out")
+    grid = parse_grid(args.grid)
+    say = None if args.quiet else (lambda line: print(line, flush=True))
+    try:
+        rows = sweep(args.model, grid, executor=args.executor, workers=args.workers,
+                     scheduler=args.scheduler, out=out, progress=not args.quiet and
+                     sys.stderr.isatty(), log=say, **settings)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command again to train what is left",
+              file=sys.stderr)
+        return 130
+    failed = [r for r in rows if r["error"]]
+    folder = out or os.path.join("runs", f"{_model_name(args.model)}-sweep")
+    print(f"{len(rows)} cells, {len(failed)} failed; wrote {folder}/results.csv")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _model_name(path):
+    return read_graph(path).name
 
 
 def cmd_evaluate(args):
@@ -372,6 +401,8 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 
 EXAMPLES = {
     "train": "graphnet train examples/models/digits_mlp.json --epochs 40 --out runs/digits",
+    "sweep": "graphnet sweep examples/models/digits_mlp.json --grid lr=0.001,0.01 "
+             "--grid seed=0,1,2 --epochs 5",
     "evaluate": "graphnet evaluate runs/digits_mlp/model.npz --dataset digits",
     "predict": ("graphnet predict runs/digits_mlp/model.npz --data "
                 "examples/data/new_digits.csv -o predictions.csv"),
@@ -407,6 +438,22 @@ def _data_flags(p, dataset=True, test_data=False):
                         "class)")
 
 
+def _training_flags(p, out_help):
+    """The model, data and training flags that train and sweep share."""
+    p.add_argument("model", metavar="MODEL.json")
+    _data_flags(p, test_data=True)
+    p.add_argument("--optimizer", metavar="NAME", help="a registered optimizer (default adam)")
+    p.add_argument("--lr", type=positive_float, metavar="X", help="learning rate")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="total epochs")
+    p.add_argument("--batch-size", type=positive_int, metavar="N")
+    p.add_argument("--seed", type=natural_int, metavar="N",
+                   help="seeds the params and the shuffles")
+    p.add_argument("--set", metavar="NODE.ATTR=VALUE", type=key_value, action="append",
+                   help="change a node's attr before training, e.g. fc1.units=32 "
+                        "(repeatable)")
+    p.add_argument("--out", metavar="DIR", help=out_help)
+
+
 def build_parser():
     from . import __version__
     debug = Parser(add_help=False)
@@ -429,22 +476,27 @@ def build_parser():
         return p
 
     p = command("train", cmd_train, "train a JSON model; flags override its training block")
-    p.add_argument("model", metavar="MODEL.json")
-    _data_flags(p, test_data=True)
-    p.add_argument("--optimizer", metavar="NAME", help="a registered optimizer (default adam)")
-    p.add_argument("--lr", type=positive_float, metavar="X", help="learning rate")
-    p.add_argument("--epochs", type=positive_int, metavar="N", help="total epochs")
-    p.add_argument("--batch-size", type=positive_int, metavar="N")
-    p.add_argument("--seed", type=natural_int, metavar="N",
-                   help="seeds the params and the shuffles")
-    p.add_argument("--set", metavar="NODE.ATTR=VALUE", type=key_value, action="append",
-                   help="change a node's attr before training, e.g. fc1.units=32 "
-                        "(repeatable)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/<model name>)")
+    _training_flags(p, "output folder (default runs/<model name>)")
     p.add_argument("--resume", metavar="CKPT",
                    help="continue from a checkpoint (DIR/model.npz) to the same result as an "
                         "uninterrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("sweep", cmd_sweep, "train a JSON model once per cell of a grid of settings, "
+                "on local processes or a dask cluster; a rerun trains only what is missing")
+    _training_flags(p, "sweep folder (default runs/<model name>-sweep)")
+    p.add_argument("--grid", metavar="KEY=V1,V2,...", action="append", required=True,
+                   help="a swept setting: lr, epochs, batch_size, seed, optimizer, "
+                        "optimizer.<hyper>, dataset.<option> or <node>.<attr> (repeatable; "
+                        "the cells are every combination)")
+    p.add_argument("--executor", choices=["serial", "processes", "dask"],
+                   help="where cells run (default processes; dask with --scheduler)")
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="processes (default: one per core); dask: workers of the local cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786 "
+                        "(implies --executor dask; without it dask starts a local cluster)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no line per cell")
 
     p = command("evaluate", cmd_evaluate, "loss and accuracy of a checkpoint on data "
                 "(--dataset: its test split; --data: the whole file)")

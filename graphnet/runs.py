@@ -69,6 +69,7 @@ def resolve(model, *, dataset=None, data=None, test_data=None, x=None, y=None,
     equal settings train the same model bit for bit. ``optimizer`` set to
     another name than the file's drops the file's hyperparameters (they are
     those of its own optimizer); ``optimizer_options`` and ``lr`` go on top.
+    ``dataset_options`` go on top of the file's, for the file's dataset.
     """
     from .serialize import training_block
     graph, base = _graph(model)
@@ -87,8 +88,8 @@ def resolve(model, *, dataset=None, data=None, test_data=None, x=None, y=None,
         dataset = block.get("dataset")
         if dataset is None and block.get("data"):
             data = os.path.join(base, block["data"])
-        if dataset_options is None and dataset is not None:
-            dataset_options = block.get("dataset_options")
+    if dataset is not None and dataset == block.get("dataset"):
+        dataset_options = {**block.get("dataset_options", {}), **(dataset_options or {})}
     if dataset is None and data is None:
         raise DataError("no data to use: pass --dataset NAME or --data FILE "
                         "(or set training.dataset in the model file)")

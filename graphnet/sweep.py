@@ -1,0 +1,447 @@
+"""Sweeps: many training runs over a grid of settings, on local processes or a dask cluster.
+
+A cell of the grid is one ``train_run`` (what ``graphnet train`` does with the
+same settings, bit for bit) in a run folder of its own under ``out``; the
+rows of ``results.csv`` and ``results.json`` collect their scores. Running
+the same sweep again trains only the cells that are missing or unfinished,
+resuming their checkpoints, so an interrupted sweep, a dead worker or a
+killed machine loses at most the epochs since a cell's last checkpoint.
+
+>>> import graphnet as gn, tempfile
+>>> g = gn.Graph("xor"); x, t = g.input("x", shape=(2,)), g.input("y", shape=(1,))
+>>> y = g.add("dense", g.add("tanh", g.add("dense", x, units=8, name="fc1")), units=1)
+>>> _ = g.add("binary_cross_entropy", y, t, name="loss"); _ = g.output(y)
+>>> rows = gn.sweep(g, {"lr": [0.01, 0.1], "fc1.units": [2, 8]}, executor="serial",
+...                 out=tempfile.mkdtemp(), dataset="xor", epochs=2)
+>>> [(r["lr"], r["fc1.units"], r["run"]) for r in rows][:2]
+[(0.01, 2, 'lr=0.01,fc1.units=2'), (0.01, 8, 'lr=0.01,fc1.units=8')]
+
+Executors: ``"serial"`` (in this process), ``"processes"`` (the default: a
+``concurrent.futures.ProcessPoolExecutor`` of ``workers`` spawned processes,
+one BLAS thread each), ``"dask"`` (a dask.distributed cluster: the running
+scheduler at ``scheduler``, or a local cluster of worker processes), or any
+``concurrent.futures.Executor``, such as ``Client(...).get_executor()``.
+"""
+
+import concurrent.futures as cf
+import contextlib
+import csv
+import io
+import itertools
+import math
+import multiprocessing
+import os
+import re
+import sys
+
+from .errors import GraphnetError, did_you_mean
+from .runs import parse_value, read_json, resolve, train_run
+from .util import atomic_write
+
+EXECUTORS = ("serial", "processes", "dask")
+TRAINING_KEYS = ("lr", "epochs", "batch_size", "seed", "optimizer")
+SCORES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
+RETRIES = 3          # fresh process pools after workers died, before a cell is given up
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class SweepError(GraphnetError):
+    """A sweep that cannot start: a bad grid key, executor or scheduler address."""
+
+
+def sweep(model, grid, *, executor=None, out=None, workers=None, scheduler=None,
+          progress=False, log=None, **train):
+    """Train every cell of ``grid``; return one row per cell, in grid order.
+
+    model: a model file's path, a Graph or a JSON dict. grid: ``{KEY: [values]}``
+    where KEY is ``lr``, ``epochs``, ``batch_size``, ``seed``, ``optimizer``,
+    ``optimizer.<hyper>``, ``dataset.<option>`` or ``<node>.<attr>``; the cells
+    are every combination. train: the settings every cell shares (those of
+    ``graphnet.runs.train_run``). out: the sweep folder (default
+    runs/<model name>-sweep), one run folder per cell inside. executor,
+    workers, scheduler: where cells run (see the module doc). progress: a
+    tqdm bar over the cells; log: called with a line per finished cell.
+
+    A row holds the grid keys by name, then ``train_loss``, ``train_accuracy``,
+    ``test_loss``, ``test_accuracy``, ``seconds``, ``run`` (the cell's folder,
+    relative to out) and ``error`` (None, or why the cell failed: the other
+    cells go on).
+    """
+    say = log or (lambda line: None)
+    grid = _grid(grid)
+    if isinstance(model, (str, os.PathLike)):
+        model = os.path.abspath(model)
+    graph, _ = resolve(model, **_cell_settings(train, {}))
+    if not isinstance(model, (str, dict)):
+        model = graph.to_dict()        # plain data travels to other processes and machines
+    _check_keys(grid, graph)
+    out = os.path.abspath(out or os.path.join("runs", f"{graph.name}-sweep"))
+    cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    rows, todo = {}, []
+    for index, cell in enumerate(cells):
+        name = cell_name(cell)
+        settings = _cell_settings(train, cell, os.path.join(out, name))
+        try:
+            wanted = resolve(model, **settings)[1]
+        except GraphnetError:
+            wanted = None     # a bad value: the cell runs, fails and says why in its row
+        done = read_json(os.path.join(out, name, "metrics.json"))
+        if done and wanted and done.get("settings") == wanted:
+            rows[index] = _row(cell, name, done)
+        else:   # unfinished: resume its checkpoint; finished with other settings: start over
+            todo.append((index, cell, name, {**settings, "resume": None if done else "auto"}))
+    os.makedirs(out, exist_ok=True)
+    if todo:
+        say(f"sweep of {graph.name!r}: {len(cells)} cells, {len(cells) - len(todo)} done "
+            f"before, {len(todo)} to train -> {out}/")
+    bar = _bar(progress, len(cells), len(cells) - len(todo))
+    try:
+        with _executor(executor, workers, scheduler, len(todo)) as run:
+            for index, row in run(model, todo):
+                rows[index] = row
+                say(_cell_line(row, len(rows), len(cells)))
+                if bar is not None:
+                    bar.update(1)
+                write_results(out, [rows[i] for i in sorted(rows)], list(grid))
+    finally:
+        if bar is not None:
+            bar.close()
+    table = [rows[i] for i in range(len(cells))]
+    write_results(out, table, list(grid))
+    plot_sweep(table, list(grid), os.path.join(out, "sweep.png"))
+    return table
+
+
+def cell_name(cell):
+    """A cell's folder: its keys and values, ``lr=0.01,fc1.units=8`` (``run`` without keys)."""
+    if not cell:
+        return "run"
+    text = ",".join(f"{k}={v}" for k, v in cell.items())
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+
+
+def run_cell(model, name, settings):
+    """Train one cell (in whatever process the executor chose) and return its row data:
+    ``(metrics, None)`` or ``(None, error)``. Only this function crosses processes."""
+    try:
+        result = train_run(model, **settings)
+    except Exception as exc:   # any failure of one cell is its row; the sweep goes on
+        text = _one_line(exc)
+        return None, text if isinstance(exc, GraphnetError) else f"{type(exc).__name__}: {text}"
+    return result.metrics, None
+
+
+# --- grid and cells ----------------------------------------------------------------
+
+def parse_grid(items):
+    """``["lr=0.01,0.1", "fc1.units=8,32"]`` (the command line's --grid) as a grid dict."""
+    grid = {}
+    for item in items:
+        key, sep, values = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or not values.strip():
+            raise SweepError(f"--grid needs KEY=V1,V2,..., got {item!r}")
+        if key in grid:
+            raise SweepError(f"--grid {key} is given twice; list all its values in one")
+        grid[key] = [v.strip() for v in values.split(",")]
+    return grid
+
+
+def _grid(grid):
+    if not isinstance(grid, dict):
+        raise SweepError(f"grid must be a dict of KEY -> list of values, got "
+                         f"{type(grid).__name__}")
+    out = {}
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            values = [values]
+        values = [parse_value(v) for v in values]
+        if not values:
+            raise SweepError(f"grid key {key!r} has no values")
+        if len({repr(v) for v in values}) != len(values):
+            raise SweepError(f"grid key {key!r} lists a value twice: {values}")
+        out[str(key)] = values
+    return out
+
+
+def _check_keys(grid, graph):
+    nodes = [n for n in graph.nx.nodes]
+    for key in grid:
+        head, dot, rest = key.partition(".")
+        if key in TRAINING_KEYS or (dot and rest and head in ("optimizer", "dataset")):
+            continue
+        if not dot or not rest:
+            raise SweepError(f"grid key {key!r} is none of {', '.join(TRAINING_KEYS)}, "
+                             f"optimizer.<hyper>, dataset.<option> or <node>.<attr>"
+                             f"{did_you_mean(key, TRAINING_KEYS)}")
+        node = key.rpartition(".")[0]
+        if node not in nodes:
+            raise SweepError(f"grid key {key!r}: model {graph.name!r} has no node {node!r}"
+                             f"{did_you_mean(node, nodes)}")
+
+
+def _cell_settings(train, cell, out=None):
+    """train_run's keyword arguments for a cell: the shared settings, the cell's on top."""
+    s = dict(train)
+    s["optimizer_options"] = dict(s.get("optimizer_options") or {})
+    s["dataset_options"] = dict(s.get("dataset_options") or {})
+    s["attrs"] = dict(s.get("attrs") or {})
+    for key, value in cell.items():
+        head, _, rest = key.partition(".")
+        if key in TRAINING_KEYS:
+            s[key] = value
+        elif head == "optimizer":
+            s["optimizer_options"][rest] = value
+        elif head == "dataset":
+            s["dataset_options"][rest] = value
+        else:
+            s["attrs"][key] = value
+    for key in ("optimizer_options", "dataset_options", "attrs"):
+        s[key] = s[key] or None
+    if out is not None:
+        s["out"] = out
+    return s
+
+
+# --- executors -------------------------------------------------------------------------
+
+class _Serial(cf.Executor):
+    """Runs each call as it is submitted, in this process: the executor "serial"."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            future.set_exception(exc)
+        return future
+
+
+@contextlib.contextmanager
+def _executor(executor, workers, scheduler, cells):
+    """Yield ``run(model, todo)``, an iterator of (index, row) as cells finish."""
+    if scheduler is not None:
+        if executor not in (None, "dask"):
+            raise SweepError(f"--scheduler is a dask scheduler's address; it does not go "
+                             f"with the executor {executor!r}")
+        executor = "dask"
+    executor = "processes" if executor is None else executor
+    if isinstance(executor, cf.Executor):
+        yield lambda model, todo: _gather(executor, model, todo)
+        return
+    if executor not in EXECUTORS:
+        raise SweepError(f"executor {executor!r} is none of {', '.join(EXECUTORS)}"
+                         f"{did_you_mean(executor, EXECUTORS)}, nor a "
+                         f"concurrent.futures.Executor")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise SweepError(f"workers must be a whole number >= 1, got {workers!r}")
+    if executor == "serial" or not cells:
+        yield lambda model, todo: _gather(_Serial(), model, todo)
+    elif executor == "processes":
+        yield lambda model, todo: _processes(model, todo, workers or min(os.cpu_count(), cells))
+    else:
+        with _dask(scheduler, workers) as client:
+            pool = client.get_executor()
+            yield lambda model, todo: _gather(pool, model, todo)
+
+
+def _gather(pool, model, todo, lost=None):
+    """Submit every cell; yield (index, row) as each finishes. On Ctrl-C the cells not
+    started are cancelled. ``lost`` (a list) collects the cells whose process died."""
+    futures = {pool.submit(run_cell, model, name, settings): (index, cell, name)
+               for index, cell, name, settings in todo}
+    try:
+        for future in cf.as_completed(futures):
+            index, cell, name = futures[future]
+            try:
+                metrics, error = future.result()
+            except cf.process.BrokenProcessPool:
+                if lost is None:
+                    raise
+                lost.append(index)
+                continue
+            except Exception as exc:   # the executor gave up on the cell (a dask KilledWorker)
+                metrics, error = None, f"{type(exc).__name__}: {_one_line(exc)}"
+            yield index, _row(cell, name, metrics, error)
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def _processes(model, todo, workers):
+    """Cells on a pool of spawned processes. A worker that dies breaks the pool: a fresh
+    pool reruns the cells that were lost (they resume their checkpoints)."""
+    spawn = multiprocessing.get_context("spawn")   # safe with threads; the same everywhere
+    for attempt in range(RETRIES + 1):
+        lost = []
+        with _one_blas_thread():
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=spawn)
+        try:
+            yield from _gather(pool, model, todo, lost)
+        except BaseException:
+            _stop(pool)
+            raise
+        pool.shutdown()
+        todo = [t for t in todo if t[0] in lost]
+        if not todo:
+            return
+    for index, cell, name, _ in todo:
+        yield index, _row(cell, name, None, f"its worker process died {RETRIES + 1} times")
+
+
+def _stop(pool):
+    """End a process pool now (Ctrl-C): running cells lose only their current epoch.
+    (concurrent.futures has no public way to end workers before Python 3.14.)"""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Workers start with one BLAS thread each: the processes share the cores already."""
+    saved = {k: os.environ.get(k) for k in ONE_THREAD}
+    os.environ.update({k: "1" for k in ONE_THREAD})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
+def _dask(scheduler, workers):
+    """A dask.distributed Client: of the scheduler at ``scheduler``, or of a local cluster
+    of worker processes (one thread each) that ends with the sweep."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise SweepError("the dask executor needs dask.distributed, which is not installed; "
+                         "install it with pip install 'graphnet[dask]'") from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout=10)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise SweepError(f"cannot reach the dask scheduler at {scheduler!r}: "
+                             f"{_one_line(exc)}") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1,
+                      processes=True, host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+# --- results -----------------------------------------------------------------------------
+
+def _row(cell, name, metrics, error=None):
+    row = dict(cell)
+    metrics = metrics or {}
+    for split in ("train", "test"):
+        scores = metrics.get(split) or {}
+        row[f"{split}_loss"] = scores.get("loss")
+        row[f"{split}_accuracy"] = scores.get("accuracy")
+    row["seconds"] = metrics.get("seconds")
+    row["run"] = name
+    row["error"] = error
+    return row
+
+
+def write_results(out, rows, keys):
+    """results.json (a list of rows) and results.csv (a header, a line per row), atomically."""
+    import json
+    text = json.dumps(rows, indent=2) + "\n"
+    atomic_write(os.path.join(out, "results.json"), lambda f: f.write(text.encode()),
+                 GraphnetError)
+    columns = [*keys, *SCORES, "run", "error"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    atomic_write(os.path.join(out, "results.csv"),
+                 lambda f: f.write(buffer.getvalue().encode()), GraphnetError)
+
+
+def plot_sweep(rows, keys, path):
+    """sweep.png: the test metrics against the first swept key, a line per combination of
+    the others; with ``seed`` swept, the mean over seeds and their spread (min to max).
+    Returns the path, or None without matplotlib or without a key to plot against."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    axis_keys = [k for k in keys if k != "seed"]
+    if not axis_keys:
+        return None
+    x_key, others = axis_keys[0], axis_keys[1:]
+    metrics = [m for m in ("test_loss", "test_accuracy")
+               if any(r[m] is not None for r in rows)]
+    if not metrics:
+        return None
+    xs = list(dict.fromkeys(r[x_key] for r in rows))
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xs)
+    position = {v: (v if numeric else i) for i, v in enumerate(xs)}
+    fig = Figure(figsize=(5 * len(metrics), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        groups = {}
+        for r in rows:
+            groups.setdefault(tuple(r[k] for k in others), []).append(r)
+        for label, group in groups.items():
+            points = []
+            for x in xs:
+                values = [r[metric] for r in group if r[x_key] == x and r[metric] is not None]
+                values = [v for v in values if math.isfinite(v)]
+                if values:
+                    points.append((position[x], sum(values) / len(values), min(values),
+                                   max(values)))
+            if not points:
+                continue
+            px, mean, low, high = zip(*points)
+            name = ", ".join(f"{k}={v}" for k, v in zip(others, label)) or None
+            line, = ax.plot(px, mean, marker="o", markersize=3, label=name)
+            if "seed" in keys:
+                ax.fill_between(px, low, high, alpha=0.2, color=line.get_color())
+        if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        ax.set_xlabel(x_key)
+        ax.set_ylabel(metric.replace("_", " ") + (" (mean, min-max over seeds)"
+                                                   if "seed" in keys else ""))
+        ax.grid(alpha=0.3)
+        if others:
+            ax.legend(fontsize="small")
+    fig.savefig(path)
+    return path
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def _bar(on, total, initial):
+    if not on:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, desc="sweep", unit="cell", file=sys.stderr)
+
+
+def _cell_line(row, done, total):
+    if row["error"]:
+        return f"[{done}/{total}] {row['run']}: FAILED: {row['error']}"
+    text = f"[{done}/{total}] {row['run']}: test loss {row['test_loss']:.4f}"
+    if row["test_accuracy"] is not None:
+        text += f", accuracy {row['test_accuracy']:.2%}"
+    return text + f" ({row['seconds']:.1f} s)"
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
+
