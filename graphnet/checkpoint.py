@@ -160,6 +160,8 @@ def load_checkpoint(path):
             raise CheckpointError(f"{where}: its history is not a History's: {exc}") from None
     _need(train_state is None or isinstance(train_state, dict),
           f"{where}: train_state is not a dict")
+    if train_state is not None:
+        _check_train_state(train_state, opt, where)
     known = {"meta", "graph", "optimizer", "history", "train_state"}
     extra = [k for k in arrays if k not in known and not k.startswith("opt_")]
     _need(not extra, f"{where}: unexpected entries {extra}")
@@ -185,6 +187,41 @@ def _check_params(stored, shapes, dtype, model_name, where):
               f"the model needs {shapes[name]}")
         _need(value.dtype == dtype, f"{where}: param {name!r} is {value.dtype}, the model "
               f"is {dtype}")
+
+
+TRAIN_STATE = {"epoch": "a count >= 0", "epochs": "a count >= 1", "step": "a count >= 0",
+               "batch_size": "a count >= 1", "shuffle": "true or false",
+               "finished": "null or text", "rng": "the two generators' states"}
+"""The fields fit saves in train_state, and what each must be."""
+
+
+def _check_train_state(state, opt, where):
+    """Each of fit's fields present is of its type, and agrees with the other entries."""
+    def bad(key):
+        return CheckpointError(f"{where}: entry 'train_state': {key!r} must be "
+                               f"{TRAIN_STATE[key]}, got {state[key]!r:.80}; the file is "
+                               f"corrupted")
+
+    for key, least in (("epoch", 0), ("epochs", 1), ("step", 0), ("batch_size", 1)):
+        value = state.get(key, least)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise bad(key)
+    if not isinstance(state.get("shuffle", True), bool):
+        raise bad("shuffle")
+    if not (state.get("finished") is None or isinstance(state["finished"], str)):
+        raise bad("finished")
+    if "rng" in state:
+        rng = state["rng"]
+        if not isinstance(rng, dict) or set(rng) != {"shuffle", "model"}:
+            raise bad("rng")
+        for which in ("shuffle", "model"):
+            try:
+                np.random.default_rng().bit_generator.state = rng[which]
+            except Exception:  # numpy raises TypeError, ValueError or KeyError for a bad state
+                raise bad("rng") from None
+    if opt is not None and "step" in state and opt.step_count != state["step"]:
+        raise CheckpointError(f"{where}: entry 'train_state' counts {state['step']} steps, "
+                              f"entry 'optimizer' {opt.step_count}; the file is corrupted")
 
 
 def _need(ok, message):

@@ -21,7 +21,7 @@ from .errors import GraphnetError, PluginError, ShapeError, did_you_mean, origin
 from .graph import Graph
 from .ops import check_init
 from .plugins import registry
-from .scheduler import FLOAT_DTYPES, Plan, Program, check_feeds
+from .scheduler import FLOAT_DTYPES, Plan, Program, check_batch_size, check_feeds, sample_count
 
 DEFAULT_MAX_PARAMS = 10**9
 
@@ -303,11 +303,9 @@ class Model:
             raise GraphnetError(f"model {self.name!r} has no outputs; mark them with g.output(...)")
         if batch_size is None:
             return {k: np.array(v) for k, v in self.forward(feeds, self.outputs).items()}
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise GraphnetError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_batch_size(batch_size)
         n = _batch_len(feeds)
-        if n == 0:
+        if not n:  # no samples, or an array without a batch axis: forward says which
             return self.predict(feeds)
         parts = {o: [] for o in self.outputs}
         for start in range(0, n, batch_size):
@@ -372,10 +370,7 @@ def default_fans(shape):
 
 
 def _batch_len(feeds):
-    lens = {len(np.asarray(v)) for v in feeds.values()}
-    if len(lens) != 1:
-        raise GraphnetError(f"every fed array needs the same number of samples, got {sorted(lens)}")
-    return lens.pop()
+    return sample_count({k: (np.shape(v) or (None,))[0] for k, v in feeds.items()})
 
 
 def _human(nbytes):

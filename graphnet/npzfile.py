@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the 30 bytes before a member's name
+_CHUNK = 1 << 24          # bytes read at a time into an array's buffer
 _HEADER_LIMIT = 1 << 16   # a .npy header beyond 64 KiB is no array numpy writes
 
 
@@ -34,9 +35,11 @@ def memory_bound():
     try:
         import resource
         soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-        if soft != resource.RLIM_INFINITY:
-            bound = min(bound, soft)
-    except (ImportError, OSError, ValueError):
+        if soft != resource.RLIM_INFINITY:  # what is left of it
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            bound = min(bound, max(soft - used, 0))
+    except (ImportError, OSError, ValueError, IndexError):
         pass
     if bound == math.inf:
         bound = 1 << 34  # 16 GiB when the system does not say
@@ -89,6 +92,9 @@ def read_npz(path, where, error, compressed=False, limit=None):
             return arrays
         except error:
             raise
+        except MemoryError:
+            raise error(f"{where}: its arrays need more memory than is available; refusing "
+                        f"to read it") from None
         except Exception as exc:  # a CRC mismatch, a short read, a bad deflate stream
             raise error(f"{where} is corrupted ({type(exc).__name__}: {exc}); restore it or "
                         f"use an earlier copy") from None
@@ -162,7 +168,7 @@ def _read_data(zf, info, shape, fortran, dtype, start):
         member.read(start)
         filled = 0
         while filled < len(view):
-            n = member.readinto(view[filled:])
+            n = member.readinto(view[filled:filled + _CHUNK])  # no full-size bytes copy
             if not n:
                 raise EOFError(f"entry {info.filename!r} ends early")
             filled += n

@@ -23,6 +23,7 @@ gradients.
 import itertools
 import linecache
 import math
+import numbers
 import weakref
 from dataclasses import dataclass
 
@@ -521,12 +522,28 @@ def _check_feeds_fully(plan, feeds, dtype, all_inputs):
             raise FeedError(f"input {name!r} needs shape (N, {', '.join(map(str, node.shape))})"
                             .replace(", )", ")") + f", got {arr.shape}{hint}")
         if batch is None:
-            batch = arr.shape[0]
+            batch, first = arr.shape[0], name
         elif arr.shape[0] != batch:
-            raise FeedError(f"input {name!r} has {arr.shape[0]} samples but other inputs have "
-                            f"{batch}; every input needs the same batch size")
+            sample_count({first: batch, name: arr.shape[0]})
         out[slot] = arr
     if batch == 0 and plan.losses:
         raise FeedError(f"the feeds hold no samples, so loss {plan.losses[0][0]!r} has nothing "
                         f"to average; give at least one sample")
     return out, batch
+
+
+def sample_count(counts, what=None):
+    """The number of samples every input has, from ``{input name: count}``; a FeedError
+    naming each count when they differ (the one wording for fit, predict and forward)."""
+    if len(set(counts.values())) > 1:
+        raise FeedError(f"{what + ': ' if what else ''}every input needs the same number of "
+                        f"samples, got {counts}")
+    return next(iter(counts.values()), 0)
+
+
+def check_batch_size(batch_size):
+    """``batch_size`` as an int, or the one GraphnetError for a bad one."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    return int(batch_size)

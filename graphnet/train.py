@@ -37,11 +37,13 @@ import time
 import numpy as np
 
 from .callbacks import Callback
+from .checkpoint import TRAIN_STATE
 from .errors import (CheckpointError, DataError, FeedError, GraphnetError, TrainingError,
                      did_you_mean)
 from .history import History
 from .optim import Optimizer
 from .plugins import optimizer as make_optimizer
+from .scheduler import check_batch_size, sample_count
 
 CLASSIFICATION_LOSSES = ("softmax_cross_entropy", "binary_cross_entropy")
 EVAL_BATCH_SIZE = 1024
@@ -202,10 +204,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     for what, arrays in (("data", train_data), ("validation", val_data)):
         if arrays is not None:
             check_labels(model, arrays, what)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    batch_size = min(int(batch_size), n)
+    batch_size = min(check_batch_size(batch_size), n)
     if isinstance(callbacks, Callback):
         callbacks = [callbacks]
     callbacks = list(callbacks)
@@ -307,9 +306,7 @@ def evaluate(model, data, batch_size=EVAL_BATCH_SIZE, metrics="auto"):
     averaged over all the samples, a sum-reduced one summed, the metrics
     averaged over the samples.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise GraphnetError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    batch_size = check_batch_size(batch_size)
     measure = _Measure(model, metrics)
     arrays, _ = _prepare(model, data, "data")
     return _evaluate(model, arrays, measure, int(batch_size))
@@ -420,7 +417,10 @@ def _resume(model, path, optimizer, shuffle_rng):
     if state is None:
         raise CheckpointError(f"checkpoint {path} holds no training state (it was saved "
                               f"outside fit); load it with gn.load and fit afresh instead")
-    _check_train_state(state, ckpt, f"checkpoint {path}")
+    missing = [k for k in TRAIN_STATE if k not in state]  # their types: checked on load
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: entry 'train_state' lacks {missing}; the "
+                              f"file is corrupted")
     history = ckpt.history if ckpt.history is not None else History()
     if len(history) != state["epoch"]:
         raise CheckpointError(f"checkpoint {path}: entry 'history' holds {len(history)} epochs, "
@@ -452,43 +452,6 @@ def _resume(model, path, optimizer, shuffle_rng):
     if finished == "done":
         finished = None  # all its epochs done: more epochs may still be asked for
     return history, int(state["epoch"]), opt, finished
-
-
-_TRAIN_STATE = {"epoch": "a count >= 0", "epochs": "a count >= 1", "step": "a count >= 0",
-                "batch_size": "a count >= 1", "shuffle": "true or false",
-                "finished": "null or text", "rng": "the two generators' states"}
-
-
-def _check_train_state(state, ckpt, where):
-    """Every field fit saved is there, of its type, and fits the optimizer's own count."""
-    def bad(key):
-        value = state.get(key, "(missing)") if isinstance(state, dict) else state
-        return CheckpointError(f"{where}: entry 'train_state': {key!r} must be "
-                               f"{_TRAIN_STATE[key]}, got {value!r:.80}; the file is corrupted")
-
-    if not isinstance(state, dict):
-        raise bad("epoch")
-    for key, least in (("epoch", 0), ("epochs", 1), ("step", 0), ("batch_size", 1)):
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise bad(key)
-    if not isinstance(state.get("shuffle"), bool):
-        raise bad("shuffle")
-    if not (state.get("finished") is None or isinstance(state.get("finished"), str)):
-        raise bad("finished")
-    rng = state.get("rng")
-    if not isinstance(rng, dict) or set(rng) != {"shuffle", "model"}:
-        raise bad("rng")
-    for which in ("shuffle", "model"):
-        try:
-            np.random.default_rng().bit_generator.state = rng[which]
-        except Exception:  # numpy raises TypeError, ValueError or KeyError for a bad state
-            raise bad("rng") from None
-    saved = ckpt.optimizer
-    steps = saved.step_count if isinstance(saved, Optimizer) else (saved or {}).get("step")
-    if saved is not None and steps != state["step"]:
-        raise CheckpointError(f"{where}: entry 'train_state' counts {state['step']} steps, "
-                              f"entry 'optimizer' {steps}; the file is corrupted")
 
 
 # --- helpers -------------------------------------------------------------------
@@ -536,10 +499,7 @@ def _prepare(model, data, what):
                 and arr.dtype != model.dtype:
             arr = arr.astype(model.dtype)
         arrays[key] = arr
-    lens = {k: len(v) for k, v in arrays.items()}
-    if len(set(lens.values())) != 1:
-        raise FeedError(f"{what}: every input needs the same number of samples, got {lens}")
-    n = next(iter(lens.values()))
+    n = sample_count({k: len(v) for k, v in arrays.items()}, what)
     if n == 0:
         raise FeedError(f"{what} holds no samples")
     return arrays, n

@@ -232,6 +232,23 @@ def test_batch_sizes_must_agree(model):
         model.forward({"x": X, "y": Y[:3]})
 
 
+def test_one_sample_count_error_and_one_batch_size_error_everywhere():
+    m = gn.Model(mlp())
+    feeds = {"x": X, "y": Y[:3]}
+    calls = [lambda: m.forward(feeds), lambda: m.predict(feeds, batch_size=2),
+             lambda: m.fit(feeds, epochs=1, progress=False), lambda: m.evaluate(feeds)]
+    for call in calls:
+        with raises(FeedError, "every input needs the same number of samples", "'x': 4",
+                    "'y': 3"):
+            call()
+    good = {"x": X, "y": Y}
+    for call in [lambda: m.predict(good, batch_size=0),
+                 lambda: m.fit(good, epochs=1, batch_size=1.5, progress=False),
+                 lambda: m.evaluate(good, batch_size=True)]:
+        with raises(GraphnetError, "batch_size must be a whole number >= 1"):
+            call()
+
+
 def test_wrong_dtype_kind(model):
     with raises(FeedError, "'y'", "integer"):
         model.forward({"x": X, "y": Y.astype(np.float32)})
