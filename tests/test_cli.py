@@ -12,8 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "models" / "digits_mlp.json"
-COMMANDS = ["train", "evaluate", "predict", "summary", "render", "plugins", "gradcheck",
-            "schema"]
+COMMANDS = ["train", "sweep", "evaluate", "predict", "summary", "render", "plugins",
+            "gradcheck", "schema"]
 
 
 NO_MATPLOTLIB = Path(__file__).resolve().parent / "no_matplotlib"

@@ -112,3 +112,9 @@ def test_dataset_options_in_the_training_block_need_a_dataset(tmp_path):
     path = write_model(tmp_path / "m.json", dataset="moons", dataset_options={"n": [5]})
     with pytest.raises(gn.SchemaError, match="dataset_options"):
         gn.Graph.from_json(str(path))
+
+
+def test_the_module_example_runs():
+    import doctest
+    import graphnet.runs
+    assert doctest.testmod(graphnet.runs).failed == 0

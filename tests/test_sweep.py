@@ -21,7 +21,7 @@ from graphnet.callbacks import Callback
 from test_cli import NO_MATPLOTLIB, ROOT, assert_bad_input, graphnet, write_model
 
 GRID = {"lr": [0.01, 0.05], "seed": [0, 1]}
-SLOW = {"dataset": "moons", "dataset_options": {"n": 100}, "epochs": 30, "batch_size": 4}
+SLOW = {"dataset": "moons", "dataset_options": {"n": 100}, "epochs": 15, "batch_size": 4}
 
 
 def scores(rows):
@@ -48,7 +48,7 @@ def serial(model_file, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slow_serial(model_file, tmp_path_factory):
-    """Cells long enough to be interrupted in the middle (30 epochs of 20 steps)."""
+    """Cells long enough to be interrupted in the middle (15 epochs of 20 steps)."""
     out = tmp_path_factory.mktemp("slow")
     return gn.sweep(str(model_file), GRID, executor="serial", out=out, **SLOW)
 
@@ -115,7 +115,7 @@ def test_keys_of_every_kind_and_failing_cells(model_file, tmp_path):
 
 class Interrupt(Callback):
     def on_epoch_end(self, run, logs):
-        if run.epoch == 10:
+        if run.epoch == 6:
             raise KeyboardInterrupt
 
 
@@ -124,13 +124,13 @@ def test_an_unfinished_cell_resumes_its_checkpoint(model_file, slow_serial, tmp_
         gn.train_run(str(model_file), lr=0.05, seed=1, out=tmp_path / "lr=0.05,seed=1",
                      callbacks=[Interrupt()], **SLOW)
     cut = gn.load_checkpoint(str(tmp_path / "lr=0.05,seed=1" / "model.npz")).history
-    assert len(cut["epochs"] if isinstance(cut, dict) else cut.rows) == 9
+    assert len(cut["epochs"] if isinstance(cut, dict) else cut.rows) == 5
     first = (cut["epochs"] if isinstance(cut, dict) else cut.rows)[0]
     rows = gn.sweep(str(model_file), GRID, executor="serial", out=tmp_path, **SLOW)
     assert scores(rows) == scores(slow_serial)
     history = json.loads((tmp_path / "lr=0.05,seed=1" / "history.json").read_text())
-    assert len(history["epochs"]) == 30
-    assert history["epochs"][0] == first     # the first 9 epochs were resumed, not retrained
+    assert len(history["epochs"]) == 15
+    assert history["epochs"][0] == first     # the first 5 epochs were resumed, not retrained
 
 
 def test_bad_sweeps(model_file, tmp_path, capsys):
@@ -152,7 +152,7 @@ def test_bad_sweeps(model_file, tmp_path, capsys):
 def start_sweep(model_file, out, *flags):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(NO_MATPLOTLIB), str(ROOT)])}
     args = ["sweep", model_file, "--grid", "lr=0.01,0.05", "--grid", "seed=0,1",
-            "--dataset-option", "n=100", "--epochs", 30, "--batch-size", 4, "--out", out]
+            "--dataset-option", "n=100", "--epochs", 15, "--batch-size", 4, "--out", out]
     return subprocess.Popen([sys.executable, "-m", "graphnet", *map(str, [*args, *flags])],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -219,7 +219,7 @@ def test_ctrl_c_stops_and_the_rerun_resumes(model_file, slow_serial, tmp_path):
 def cluster():
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as c:
+                                  host="127.0.0.1", dashboard_address=":0") as c:
         yield c
 
 
@@ -266,3 +266,10 @@ def threading_proc(thread):
         def poll(self):
             return None if thread.is_alive() else 0
     return Poll()
+
+
+def test_the_module_example_runs():
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module("graphnet.sweep"))
+    assert result.attempted > 0 and result.failed == 0

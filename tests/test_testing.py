@@ -5,7 +5,7 @@ import pytest
 
 import graphnet as gn
 from graphnet import plugins
-from graphnet.testing import check_activation, check_op, registered
+from graphnet.testing import check_activation, check_op, check_optimizer, registered
 
 
 class Scale(gn.Op):
@@ -150,3 +150,50 @@ def test_check_roundtrip_catches_an_attr_lost_in_json():
     broken.to_json = lossy_to_json
     with pytest.raises(AssertionError, match="JSON round trip"):
         check_roundtrip(broken, feeds)
+
+
+# --- check_optimizer ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(e.name for e in gn.plugins.entries("optimizer")))
+def test_check_optimizer_passes_every_registered_optimizer(name):
+    assert check_optimizer(name, lr=0.05) < check_optimizer("sgd", lr=1e-9)
+
+
+class ShapeScaled(gn.Optimizer):
+    """Scales by the param's first axis: wrong once update receives flat chunks."""
+    name = "test_shape_scaled"
+    elementwise = True
+
+    def update(self, param, grad, state, step):
+        param -= self.lr * grad / (param.shape[0] if param.ndim else 1)
+
+
+class Forgetful(gn.Optimizer):
+    """Keeps its momentum outside self.state, so state_dict cannot carry it."""
+    name = "test_forgetful"
+
+    def __init__(self, lr=0.1):
+        super().__init__(lr=lr)
+        self.m = {}
+
+    def update(self, param, grad, state, step):
+        m = self.m.setdefault(id(state), np.zeros_like(grad))
+        m *= 0.9
+        m += grad
+        param -= self.lr * m
+
+
+class Ascent(gn.Optimizer):
+    name = "test_ascent"
+
+    def update(self, param, grad, state, step):
+        param += self.lr * grad
+
+
+@pytest.mark.parametrize("cls, words", [(ShapeScaled, "elementwise = True"),
+                                         (Forgetful, "load_state_dict"),
+                                         (Ascent, "should go down")])
+def test_check_optimizer_names_what_is_wrong(cls, words):
+    with pytest.raises(AssertionError, match=words):
+        check_optimizer(cls, lr=0.1)
