@@ -24,8 +24,8 @@ _HOMES = {
     **dict.fromkeys(["CheckpointError", "CycleError", "DataError", "FeedError", "GraphError",
                      "GraphnetError", "PluginError", "SchemaError", "ShapeError",
                      "TrainingError", "UnknownNameError", "UnknownOpError"], "errors"),
-    **dict.fromkeys(["REQUIRED", "Activation", "Attr", "Context", "Dataset", "Initializer",
-                     "Op", "Param"], "ops"),
+    **dict.fromkeys(["REQUIRED", "Activation", "Attr", "Buffer", "Context", "Dataset",
+                     "Initializer", "Op", "Param"], "ops"),
 }
 
 
@@ -58,8 +58,8 @@ sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
-    "Activation", "Attr", "Callback", "Checkpoint", "CheckpointError", "Context", "CycleError",
-    "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
+    "Activation", "Attr", "Buffer", "Callback", "Checkpoint", "CheckpointError", "Context",
+    "CycleError", "DataError", "Dataset", "EarlyStopping", "FeedError", "GradcheckReport", "Graph",
     "GraphError", "GraphnetError", "History", "Initializer", "LearningRateLogger", "Model",
     "Op", "Optimizer", "Param", "PluginError", "REQUIRED", "RunResult", "Schedule",
     "SchemaError", "ShapeError", "TrainingError", "UnknownNameError", "UnknownOpError",

@@ -31,7 +31,7 @@ class Checkpoint:
 
     ``optimizer`` is rebuilt with its state (or None), ``history`` is a
     ``gn.History`` (or None), ``train_state`` the dict that was saved (or None), ``metadata`` holds
-    the format, graphnet version, time, dtype, seed and param names.
+    the format, graphnet version, time, dtype, seed, param and buffer names.
     """
 
     model: object
@@ -71,10 +71,13 @@ def save(model, path, optimizer=None, history=None, train_state=None):
         "seed": None if seed is None else int(seed),
         "rng": _jsonable(model.rng.bit_generator.state, f"{where}: model.rng state"),
         "params": list(model.params),
+        "buffers": list(model.buffers),
     }
     arrays = {"meta": None, "graph": _utf8(graph_to_json(model.graph))}
     for i, value in enumerate(model.params.values()):
         arrays[f"param_{i}"] = np.asarray(value)
+    for i, value in enumerate(model.buffers.values()):
+        arrays[f"buffer_{i}"] = np.asarray(value)
     if optimizer is not None:
         arrays["optimizer"] = _utf8(_dump(_optimizer_json(optimizer, arrays, where),
                                           f"{where}: optimizer state"))
@@ -106,7 +109,8 @@ def load_checkpoint(path):
 
     Raises CheckpointError naming the file and what is wrong: missing,
     truncated or corrupted files, pickled (object) arrays, an unknown format,
-    params that are missing, extra or misshapen, an optimizer nobody provides.
+    params or buffers that are missing, extra or misshapen, an optimizer
+    nobody provides.
     """
     from .model import Model
     path = os.fspath(path)
@@ -117,9 +121,6 @@ def load_checkpoint(path):
     fmt = meta.get("format")
     _need(fmt == CHECKPOINT_FORMAT, f"{where}: unknown checkpoint format {fmt!r}; this graphnet "
           f"reads {CHECKPOINT_FORMAT!r}")
-    names = meta.get("params")
-    _need(isinstance(names, list) and all(isinstance(n, str) for n in names),
-          f"{where}: metadata 'params' must be a list of param names")
     dtype, seed = meta.get("dtype"), meta.get("seed")
     _need(dtype in ("float32", "float64"), f"{where}: model dtype {dtype!r} is not float32 "
           f"or float64")
@@ -127,21 +128,21 @@ def load_checkpoint(path):
           f"{where}: seed {seed!r} is not a non-negative integer")
     if "graph" not in arrays:
         raise CheckpointError(f"{where}: holds no graph")
-    stored = {}
-    for i, name in enumerate(names):
-        key = f"param_{i}"
-        _need(key in arrays, f"{where}: param {name!r} is missing (no array {key!r})")
-        stored[name] = arrays.pop(key)
+    stored = {kind: _stored(arrays, meta, kind, where) for kind in ("param", "buffer")}
     try:
         graph = _from_text(_text(arrays["graph"], "graph", where), "its graph")
-        _check_params(stored, _param_shapes(graph), np.dtype(dtype), graph.name, where)
+        declared = _declared_shapes(graph)
+        for kind in ("param", "buffer"):
+            _check_stored(stored[kind], declared[kind], np.dtype(dtype), kind, graph.name, where)
         model = Model(graph, seed=seed, dtype=dtype)  # only now: what it allocates is stored
     except CheckpointError:
         raise
     except GraphnetError as exc:
         raise CheckpointError(f"{where}: its model cannot be rebuilt: {exc}") from None
-    for name, value in stored.items():
-        np.copyto(model.params[name], value)  # in place: params stay views of one flat buffer
+    for kind in ("param", "buffer"):
+        into = getattr(model, kind + "s")
+        for name, value in stored[kind].items():
+            np.copyto(into[name], value)  # in place: params stay views of one flat buffer
     try:
         model.rng.bit_generator.state = meta.get("rng")
     except Exception as exc:  # numpy raises TypeError, ValueError or KeyError for a bad state
@@ -168,24 +169,42 @@ def load_checkpoint(path):
     return Checkpoint(model, opt, history, train_state, meta, path)
 
 
-def _param_shapes(graph):
-    """{param name: shape} the graph declares, found without allocating any of them."""
+def _stored(arrays, meta, kind, where):
+    """{name: array} of the params (or buffers) the metadata lists, taken out of ``arrays``."""
+    plural = kind + "s"
+    names = meta.get(plural, [] if kind == "buffer" else None)  # older files list no buffers
+    _need(isinstance(names, list) and all(isinstance(n, str) for n in names),
+          f"{where}: metadata {plural!r} must be a list of {kind} names")
+    stored = {}
+    for i, name in enumerate(names):
+        key = f"{kind}_{i}"
+        _need(key in arrays, f"{where}: {kind} {name!r} is missing (no array {key!r})")
+        stored[name] = arrays.pop(key)
+    return stored
+
+
+def _declared_shapes(graph):
+    """{"param": {name: shape}, "buffer": {...}} the graph declares, found without
+    allocating any of them."""
     from .scheduler import Program
-    return {f"{node.name}.{pname}": tuple(spec.shape)
-            for node in Program(graph).nodes.values() for pname, spec in node.params.items()}
+    nodes = Program(graph).nodes.values()
+    return {kind: {f"{node.name}.{name}": tuple(spec.shape)
+                   for node in nodes for name, spec in getattr(node, kind + "s").items()}
+            for kind in ("param", "buffer")}
 
 
-def _check_params(stored, shapes, dtype, model_name, where):
-    """The stored params are exactly the graph's, of its shapes and the model's dtype."""
+def _check_stored(stored, shapes, dtype, kind, model_name, where):
+    """The stored params (or buffers) are exactly the graph's, of its shapes and the
+    model's dtype."""
     missing = [k for k in shapes if k not in stored]
     extra = [k for k in stored if k not in shapes]
-    _need(not missing, f"{where}: params missing for {missing}")
-    _need(not extra, f"{where}: params {extra} are not in model {model_name!r}"
+    _need(not missing, f"{where}: {kind}s missing for {missing}")
+    _need(not extra, f"{where}: {kind}s {extra} are not in model {model_name!r}"
           f"{did_you_mean(extra[0], shapes) if extra else ''}")
     for name, value in stored.items():
-        _need(value.shape == shapes[name], f"{where}: param {name!r} has shape {value.shape}, "
+        _need(value.shape == shapes[name], f"{where}: {kind} {name!r} has shape {value.shape}, "
               f"the model needs {shapes[name]}")
-        _need(value.dtype == dtype, f"{where}: param {name!r} is {value.dtype}, the model "
+        _need(value.dtype == dtype, f"{where}: {kind} {name!r} is {value.dtype}, the model "
               f"is {dtype}")
 
 

@@ -13,7 +13,8 @@ import numpy as np
 @dataclass
 class GradcheckReport:
     """What gradcheck found. ``errors`` maps each param (and input) to its worst
-    relative error ``|analytic - numeric| / max(|analytic|, |numeric|, floor)``."""
+    relative error ``|analytic - numeric| / max(|analytic|, |numeric|, floor)``;
+    ``buffers`` names the model's non-trainable arrays, held fixed and not checked."""
 
     ok: bool
     max_error: float
@@ -21,13 +22,16 @@ class GradcheckReport:
     worst: str = None
     tolerance: float = 1e-6
     checked: int = 0
+    buffers: list = field(default_factory=list)
 
     def __str__(self):
-        width = max([len(k) for k in self.errors] + [4])
+        width = max([len(k) for k in [*self.errors, *self.buffers]] + [4])
         lines = [f"{'name'.ljust(width)}  worst relative error"]
         for k, v in self.errors.items():
             flag = "" if v <= self.tolerance else "  <-- above tolerance"
             lines.append(f"{k.ljust(width)}  {v:.3e}{flag}")
+        for k in self.buffers:
+            lines.append(f"{k.ljust(width)}  (buffer, not trained: not checked)")
         verdict = "OK" if self.ok else "FAILED"
         lines.append(f"{verdict}: max error {self.max_error:.3e} (tolerance {self.tolerance:g}) "
                      f"over {self.checked} checked entries")
@@ -42,14 +46,16 @@ def gradcheck(model, feeds, loss=None, inputs=False, eps=1e-5, tolerance=1e-6,
     are checked without float32 noise. Each param (and with ``inputs=True``
     each float input) is probed at up to ``max_per_param`` entries chosen with
     ``seed``. With ``training=True`` dropout masks are kept fixed by replaying
-    the model's rng for every evaluation. Returns a GradcheckReport; never raises
-    for a failed check.
+    the model's rng for every evaluation, and buffers (batch_norm's running
+    statistics) are put back before each, so every evaluation sees the model
+    as it was. Returns a GradcheckReport; never raises for a failed check.
     """
     from .model import Model
 
     m = Model(model.graph, seed=model.seed, dtype="float64")
     for key, value in model.params.items():
         np.copyto(m.params[key], value)
+    saved = {key: np.array(value, dtype=np.float64) for key, value in model.buffers.items()}
     rng_state = model.rng.bit_generator.state
     floats = {n for n in m.inputs if m.nodes[n].dtype.startswith("float")}
     feeds = {k: np.array(v, dtype=np.float64) if k in floats else np.asarray(v)
@@ -58,6 +64,8 @@ def gradcheck(model, feeds, loss=None, inputs=False, eps=1e-5, tolerance=1e-6,
 
     def value():
         m.rng.bit_generator.state = rng_state
+        for key, array in saved.items():
+            np.copyto(m.buffers[key], array)
         outs = m.forward(feeds, outputs=losses, training=training)
         return float(sum(np.sum(outs[l]) for l in losses))
 
@@ -87,7 +95,7 @@ def gradcheck(model, feeds, loss=None, inputs=False, eps=1e-5, tolerance=1e-6,
     max_error = max(errors.values(), default=0.0)
     worst_name = max(errors, key=errors.get) if errors else None
     return GradcheckReport(bool(max_error <= tolerance), max_error, errors, worst_name,
-                           tolerance, checked)
+                           tolerance, checked, list(saved))
 
 
 def _central_difference(f, flat, i, eps):

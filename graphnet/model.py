@@ -67,8 +67,10 @@ class Model:
     """A graph made runnable: shapes inferred, params created from ``seed``, plans compiled.
 
     ``dtype`` is the float type of params and computations ("float32" or
-    "float64"). A graph whose params would exceed ``max_params`` elements is
-    refused before anything is allocated.
+    "float64"). A graph whose params and buffers would exceed ``max_params``
+    elements is refused before anything is allocated. ``model.buffers`` holds
+    the ops' non-trainable arrays (batch_norm's running statistics) by
+    ``<node>.<name>``, apart from ``model.params``: no optimizer sees them.
     """
 
     def __init__(self, graph, seed=0, dtype="float32", max_params=DEFAULT_MAX_PARAMS):
@@ -81,13 +83,16 @@ class Model:
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.program = Program(self.graph)
-        count = self.program.param_count()
+        count = self.program.param_count() + self.program.buffer_count()
         if count > max_params:
             raise GraphnetError(f"model {self.graph.name!r} would have {count:,} params, more "
                                 f"than the limit of {int(max_params):,}; make it smaller or pass "
                                 f"max_params")
         init_seq, run_seq = np.random.SeedSequence(seed).spawn(2)
         self.params = self._init_params(np.random.default_rng(init_seq))
+        self.buffers = {f"{node.name}.{b}": np.full(spec.shape, spec.fill, self.dtype)
+                        for node in self.program.nodes.values()
+                        for b, spec in node.buffers.items()}
         self.rng = np.random.default_rng(run_seq)  # dropout and other run-time randomness
         self._plans = {}
         self._last = None
@@ -156,7 +161,12 @@ class Model:
         return list(self.program.inputs)
 
     def param_count(self):
+        """The number of trainable values (the params)."""
         return sum(p.size for p in self.params.values())
+
+    def buffer_count(self):
+        """The number of non-trainable values (the buffers)."""
+        return sum(b.size for b in self.buffers.values())
 
     # --- running -----------------------------------------------------------
     def plan(self, targets):
@@ -176,7 +186,8 @@ class Model:
 
         By default the outputs are the graph's outputs and its losses (which
         need the targets fed too). Only the nodes the outputs need are run.
-        With ``training=True`` dropout is on and ``backward`` may follow.
+        With ``training=True`` dropout is on, batch_norm uses and records batch
+        statistics, and ``backward`` may follow.
         The arrays returned are the caller's (the engine reuses its own);
         ``copy=False`` hands out the engine's own instead, valid until the
         next forward, for a loop that reads them at once (``fit`` does).
@@ -204,6 +215,8 @@ class Model:
             vals[slot] = params[key]
         if training is not plan.training or self.rng is not plan.rng:
             plan.set_mode(bool(training), self.rng)
+        if plan.buffer_contexts:
+            plan.bind_buffers(self.buffers)
         plan.run_forward(vals, batch, self.dtype)
         self._last = (plan, vals)
         return vals
@@ -320,6 +333,11 @@ class Model:
         from .train import fit
         return fit(self, data, **kwargs)
 
+    def adapt(self, data, **kwargs):
+        """Set the buffers ops learn from data (normalize); see ``graphnet.train.adapt``."""
+        from .train import adapt
+        return adapt(self, data, **kwargs)
+
     def evaluate(self, data, **kwargs):
         """Losses and metrics on ``data``; see ``graphnet.train.evaluate``."""
         from .train import evaluate
@@ -327,12 +345,14 @@ class Model:
 
     # --- describing ----------------------------------------------------------
     def summary(self):
-        """A table of node, op, output shape and param count, with totals (as Keras prints)."""
+        """A table of node, op, output shape and param count, with totals (as Keras prints):
+        a node's count holds its buffers too; the totals tell trainable and not apart."""
         rows = [("node", "op", "output shape", "params")]
         for node in self.program.nodes.values():
             shape = "scalar" if node.kind == "loss" else "(N" + "".join(
                 f", {d}" for d in node.shape) + ")"
-            rows.append((node.name, node.op.name, shape, f"{node.param_count():,}"))
+            rows.append((node.name, node.op.name, shape,
+                         f"{node.param_count() + node.buffer_count():,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "-" * (sum(widths) + 6)
 
@@ -341,10 +361,12 @@ class Model:
                               r[2].ljust(widths[2]), r[3].rjust(widths[3])])
 
         body = [fmt(r) for r in rows[1:]]
-        total = self.param_count()
-        nbytes = sum(p.nbytes for p in self.params.values())
+        trainable, fixed = self.param_count(), self.buffer_count()
+        nbytes = sum(a.nbytes for a in (*self.params.values(), *self.buffers.values()))
         return "\n".join([f'Model "{self.name}" ({self.dtype})', line, fmt(rows[0]), line,
-                          *body, line, f"Total params: {total:,} ({_human(nbytes)})",
+                          *body, line, f"Total params: {trainable + fixed:,} ({_human(nbytes)})",
+                          f"Trainable params: {trainable:,}",
+                          f"Non-trainable params: {fixed:,}",
                           f"Outputs: {', '.join(self.outputs) or '-'}    "
                           f"Losses: {', '.join(self.losses) or '-'}"])
 

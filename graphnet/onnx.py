@@ -86,6 +86,12 @@ class Builder:
                                            [out], name=out, **attrs))
         return out
 
+    def buffer(self, name):
+        """Add this node's buffer ``name`` (``model.buffers["<node>.<name>"]``) as an
+        initializer and return its name."""
+        key = f"{self.node}.{name}"
+        return self._ex.initializer(key, self._ex.model.buffers[key])
+
     def const(self, value):
         """Add a constant (an initializer) and return its name: floats in the model's
         dtype, integers as int64 (what ONNX wants for axes and shapes)."""
@@ -346,6 +352,7 @@ class _Importer:
         self.g = Graph(_clean(graph.name or "onnx_model"))
         self.tensors = {}     # ONNX tensor name -> graphnet node name
         self.params = {}      # "<node>.<param>" -> array
+        self.buffers = {}     # "<node>.<buffer>" -> array
         self.taken = {_clean(o) for o in self.graph_outputs}
         floats = [a.dtype for a in self.consts.values() if a.dtype.kind == "f"]
         self.dtype = "float64" if floats and all(d == np.float64 for d in floats) else "float32"
@@ -379,6 +386,8 @@ class _Importer:
                 raise OnnxError(f"initializer for {key!r} has shape {value.shape}, but the "
                                 f"graphnet node needs {target.shape}")
             target[...] = value
+        for key, value in self.buffers.items():
+            model.buffers[key][...] = value
         return model
 
     # --- helpers the handlers use ----------------------------------------------
@@ -714,6 +723,80 @@ def _layer_norm(imp, node, ins, a):
     imp.params[f"{name}.gamma"], imp.params[f"{name}.beta"] = gamma, beta
 
 
+def _square(node, a, key, default=None):
+    """One side of a square kernel or window, or stride, from an ONNX list attr."""
+    values = list(a.get(key, default or []))
+    if len(values) != 2 or values[0] != values[1]:
+        _unsupported_attr(node, key, values)   # graphnet's kernels and windows are square
+    return int(values[0])
+
+
+def _no_pads(node, a, allowed=0):
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    if len(set(pads)) != 1 or (pads[0] and not allowed):
+        _unsupported_attr(node, "pads", pads)  # graphnet pads all four sides alike
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        _unsupported_attr(node, "auto_pad", a["auto_pad"])
+    if a.get("ceil_mode", 0):
+        _unsupported_attr(node, "ceil_mode", a["ceil_mode"])
+    return int(pads[0])
+
+
+def _conv(imp, node, ins, a):
+    if a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1])):
+        _unsupported_attr(node, "group, dilations", (a.get("group"), a.get("dilations")))
+    w = imp.const(ins[1], node, "the weight")
+    pad = _no_pads(node, a, allowed=1)
+    bias = imp.const(ins[2], node, "the bias") if len(ins) > 2 and ins[2] else None
+    name = imp.add("conv2d", [imp.tensor(ins[0], node)], node, filters=int(w.shape[0]),
+                   kernel_size=_square(node, a, "kernel_shape", w.shape[2:]),
+                   stride=_square(node, a, "strides", [1, 1]), padding=pad,
+                   **({} if bias is not None else {"use_bias": False}))
+    imp.params[f"{name}.weight"] = w
+    if bias is not None:
+        imp.params[f"{name}.bias"] = bias
+
+
+def _pool(op):
+    def pool(imp, node, ins, a):
+        _no_pads(node, a)
+        if op == "avg_pool2d" and a.get("count_include_pad", 0):
+            _unsupported_attr(node, "count_include_pad", 1)
+        k = _square(node, a, "kernel_shape")
+        s = _square(node, a, "strides", [k, k])
+        imp.add(op, [imp.tensor(ins[0], node)], node, pool_size=k,
+                **({} if s == k else {"stride": s}))
+    return pool
+
+
+def _reduce_mean(imp, node, ins, a):
+    axes = a.get("axes") if len(ins) < 2 else imp.const(ins[1], node, "axes")
+    rank = len(imp.per_sample(ins[0], node)) + 1
+    if rank != 4 or sorted(int(v) % 4 for v in np.ravel(axes)) != [2, 3] or a.get("keepdims", 1):
+        _unsupported_attr(node, "axes, keepdims", (axes, a.get("keepdims", 1)))
+    imp.add("global_avg_pool2d", [imp.tensor(ins[0], node)], node)
+
+
+def _batch_norm(imp, node, ins, a):
+    if a.get("training_mode", 0) or len(node.output) > 1:
+        _unsupported_attr(node, "training_mode", 1)
+    gamma, beta, mean, var = (imp.const(i, node, what) for i, what in
+                              zip(ins[1:], ("the scale", "the bias", "the mean", "the variance")))
+    name = imp.add("batch_norm", [imp.tensor(ins[0], node)], node,
+                   eps=float(a.get("epsilon", 1e-5)), momentum=float(a.get("momentum", 0.9)))
+    imp.params[f"{name}.gamma"], imp.params[f"{name}.beta"] = gamma, beta
+    imp.buffers[f"{name}.running_mean"], imp.buffers[f"{name}.running_var"] = mean, var
+
+
+def _gather(imp, node, ins, a):
+    table = imp.const(ins[0], node, "the table (graphnet's embedding holds it)")
+    if a.get("axis", 0) != 0 or table.ndim != 2:
+        _unsupported_attr(node, "axis", a.get("axis", 0))
+    name = imp.add("embedding", [imp.tensor(ins[1], node)], node, vocab=int(table.shape[0]),
+                   units=int(table.shape[1]))
+    imp.params[f"{name}.weight"] = table
+
+
 def _constant(imp, node, ins, a):
     from onnx import numpy_helper
     if "value" not in a:
@@ -731,5 +814,7 @@ IMPORTS = {
     "LeakyRelu": _activation("leaky_relu", alpha=0.01),
     "HardSigmoid": _hard_sigmoid, "Gelu": _gelu, "Mish": _activation("mish"),
     "LayerNormalization": _layer_norm,
+    "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
+    "ReduceMean": _reduce_mean, "BatchNormalization": _batch_norm, "Gather": _gather,
 }
 """ONNX op type -> the function that adds its graphnet node(s)."""

@@ -10,6 +10,12 @@ Params are passed to ``forward`` after the inputs, in the order ``params``
 declares them, so a dense layer is ``forward(ctx, x, weight, bias)`` and its
 ``backward`` returns ``(dx, dweight, dbias)``.
 
+Buffers are an op's non-trainable arrays (batch_norm's running statistics):
+declared by ``buffers`` beside ``params``, kept by the model under the same
+``<node>.<name>`` keys, saved in checkpoints, never differentiated nor handed
+to an optimizer. ``forward`` reads them as ``ctx.buffers[name]`` and updates
+them in place.
+
 An op may also say how it is written in ONNX (``to_onnx``, optional): it
 gets a builder and the ONNX names of its inputs then params, in the order
 ``forward`` gets the arrays, and returns the name of its output.
@@ -153,21 +159,31 @@ class Param:
     fan_out: int = None
 
 
+@dataclass(frozen=True)
+class Buffer:
+    """A non-trainable array an op keeps from batch to batch: its shape and first value."""
+
+    shape: tuple
+    fill: float = 0.0
+
+
 class Context:
     """Per-node scratch space, made once when a model is compiled.
 
     The engine sets ``node`` (the node's name), ``attrs`` (defaults filled in),
     ``training``, ``rng`` (the model's numpy Generator), ``needs_grad`` (one
-    bool per input and param: backward may return None where it is False) and
-    ``input_shapes``/``output_shape`` (per sample). Ops save their own arrays
-    on it in ``forward`` (``ctx.x = x``) for ``backward``.
+    bool per input and param: backward may return None where it is False),
+    ``input_shapes``/``output_shape`` (per sample) and ``buffers`` (the
+    node's buffers by their short name, the model's own arrays: an op updates
+    them in place, ``ctx.buffers["running_mean"][...] = ...``). Ops save
+    their own arrays on it in ``forward`` (``ctx.x = x``) for ``backward``.
 
-    For speed, an op may write its output and gradients into ``ctx.buffer``
+    For speed, an op may write its output and gradients into ``ctx.scratch``
     arrays, reused from batch to batch (the engine copies what it hands
     out), and ``backward`` may write the params' gradients straight into
     ``ctx.param_grads`` (one array per param, of its shape; None when the
     engine gives none) and return those very arrays. An op never writes into
-    its inputs or ``dy``: they may be another node's buffers or the user's.
+    its inputs or ``dy``: they may be another node's arrays or the user's.
     """
 
     def __init__(self, node, attrs, input_shapes=(), output_shape=()):
@@ -180,12 +196,13 @@ class Context:
         self.needs_grad = ()
         self.param_grads = None
         self.buffers = {}
+        self._scratch = {}
 
-    def buffer(self, key, shape, dtype):
+    def scratch(self, key, shape, dtype):
         """This node's scratch array ``key``, made again only when shape or dtype change."""
-        buf = self.buffers.get(key)
+        buf = self._scratch.get(key)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = self.buffers[key] = np.empty(shape, dtype)
+            buf = self._scratch[key] = np.empty(shape, dtype)
         return buf
 
 
@@ -226,6 +243,20 @@ class Op:
     def params(self, attrs, *shapes):
         """Return ``{param name: Param}`` in the order forward receives them."""
         return {}
+
+    def buffers(self, attrs, *shapes):
+        """Return ``{buffer name: Buffer}``: the non-trainable arrays forward keeps."""
+        return {}
+
+    def adapted(self, buffers):
+        """Whether the buffers already hold what ``adapt`` learns (fit adapts the others)."""
+        return True
+
+    def adapt(self, buffers, batches):
+        """Set buffers from the training data before training (``normalize``'s statistics).
+
+        ``batches`` yields the node's first input over the data, batch by batch
+        (computed lazily: an op that needs nothing from the data ignores it)."""
 
     def forward(self, ctx, *arrays):
         """Compute the output for a batch from inputs then params."""
@@ -314,7 +345,7 @@ class ActivationOp(Op):
         return (dx if dx.dtype == dy.dtype else dx.astype(dy.dtype),)
 
     def _forward_into(self, ctx, x):
-        out = ctx.buffer("y", x.shape, x.dtype)
+        out = ctx.scratch("y", x.shape, x.dtype)
         if ctx.attrs:
             y = self.activation.forward_into(x, out, **ctx.attrs)
         else:
@@ -323,7 +354,7 @@ class ActivationOp(Op):
         return y
 
     def _backward_into(self, ctx, dy):
-        out = ctx.buffer("dx", dy.shape, dy.dtype)
+        out = ctx.scratch("dx", dy.shape, dy.dtype)
         if ctx.attrs:
             return (self.activation.backward_into(ctx.x, ctx.y, dy, out, **ctx.attrs),)
         return (self.activation.backward_into(ctx.x, ctx.y, dy, out),)

@@ -45,6 +45,7 @@ from .lr_schedules import Schedule
 
 BUILTIN_PLUGINS = (
     "graphnet.builtin.ops",
+    "graphnet.builtin.layers",
     "graphnet.builtin.activations",
     "graphnet.builtin.losses",
     "graphnet.builtin.initializers",

@@ -85,6 +85,7 @@ class _Node:
     shape: tuple = None         # per sample; None when unknown
     params: int = None          # None when unknown
     error: str = None
+    buffers: int = 0            # non-trainable values (batch_norm's running statistics)
     members: list = field(default_factory=list)   # folded nodes (collapse), self first
 
 
@@ -220,7 +221,8 @@ def _from_program(program):
         if kind == "layer" and count == 0:
             kind = "layer0"
         nodes.append(_Node(n.name, n.op.name, kind, _op_text(n.op.name, n.op, n.attrs, n.dtype),
-                           list(n.inputs), tuple(n.shape), count))
+                           list(n.inputs), tuple(n.shape), count,
+                           buffers=n.buffer_count()))
     return nodes
 
 
@@ -262,6 +264,7 @@ def _partial(graph):
             else:
                 program.nodes[name] = compiled
                 node.shape, node.params = tuple(compiled.shape), compiled.param_count()
+                node.buffers = compiled.buffer_count()
                 node.attrs = _op_text(opname, op, compiled.attrs, compiled.dtype)
         elif op is None:
             node.error = f"unknown op {opname!r}"
@@ -464,6 +467,9 @@ def _node_attrs(n, tail, outputs, show_shapes, show_params, overlay, values, sca
     if show_params and any(p for p in params if p) and None not in params:
         total = sum(params)
         lines.append(f"{total:,} param" + ("" if total == 1 else "s"))
+    fixed = sum(m.buffers for m in members)
+    if show_params and fixed:
+        lines.append(f"{fixed:,} non-trainable")
     if n.error:
         lines.extend(_wrap("error: " + _own_error(n), 40, 3))
     shape, style, fill = STYLES[n.kind]

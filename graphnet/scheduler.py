@@ -25,14 +25,14 @@ import linecache
 import math
 import numbers
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 
 from .errors import (FeedError, GraphError, GraphnetError, PluginError, ShapeError,
                      UnknownNameError, did_you_mean, origin)
-from .ops import Context, Param, check_attr
+from .ops import Buffer, Context, Param, check_attr
 from .plugins import registry
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -50,6 +50,7 @@ class Node:
     shape: tuple          # per sample; () with no batch axis for a loss
     dtype: str            # "float" for computed nodes, the declared dtype for inputs
     params: dict          # param name -> Param
+    buffers: dict = field(default_factory=dict)   # buffer name -> Buffer
 
     @property
     def kind(self):
@@ -60,6 +61,9 @@ class Node:
 
     def param_count(self):
         return sum(math.prod(p.shape) for p in self.params.values())
+
+    def buffer_count(self):
+        return sum(math.prod(b.shape) for b in self.buffers.values())
 
 
 def resolve_attrs(where, op, attrs):
@@ -140,6 +144,7 @@ class Program:
         try:
             shape = tuple(op.infer(attrs, *shapes))
             params = dict(op.params(attrs, *shapes))
+            buffers = dict(op.buffers(attrs, *shapes))
         except ShapeError as exc:
             raise ShapeError(f"{where}: {exc}; its inputs {inputs} have per-sample shapes "
                              f"{shapes}") from None
@@ -152,10 +157,18 @@ class Program:
             if not isinstance(spec, Param):
                 raise GraphnetError(f"{where}: op {opname!r} declared param {pname!r} as "
                                     f"{spec!r}, not a graphnet.Param")
-        return Node(name, op, attrs, inputs, shape, "float", params)
+        for bname, spec in buffers.items():
+            if not isinstance(spec, Buffer) or bname in params:
+                raise GraphnetError(f"{where}: op {opname!r} declared buffer {bname!r} as "
+                                    f"{spec!r}; a buffer is a graphnet.Buffer whose name no "
+                                    f"param has")
+        return Node(name, op, attrs, inputs, shape, "float", params, buffers)
 
     def param_count(self):
         return sum(node.param_count() for node in self.nodes.values())
+
+    def buffer_count(self):
+        return sum(node.buffer_count() for node in self.nodes.values())
 
 
 _plan_ids = itertools.count(1)
@@ -194,6 +207,7 @@ class Plan:
         self.nodes = []                        # the compiled Node of each step
         self.contexts = []
         self.param_contexts = []               # (ctx, its params' places) of nodes with params
+        self.buffer_contexts = []              # (ctx, ((buffer name, model key), ...))
         for n in order:
             node = nodes[n]
             if node.kind == "input":
@@ -206,6 +220,8 @@ class Plan:
             self.steps.append((node.op.forward, node.op.backward, ctx, ins, self.slot[n]))
             if node.params:
                 self.param_contexts.append((ctx, [param_index[k] for k in node.param_keys()]))
+            if node.buffers:
+                self.buffer_contexts.append((ctx, tuple((b, f"{n}.{b}") for b in node.buffers)))
         self.slot_names = {s: n for n, s in self.slot.items()}
         self.generated = generated
         self._grad_mode = None
@@ -317,6 +333,11 @@ class Plan:
                 ctx.training = training
                 ctx.rng = rng
             self.training, self.rng = training, rng
+
+    def bind_buffers(self, buffers):
+        """Point each context's ``buffers`` at the model's arrays (``{key: array}``)."""
+        for ctx, keys in self.buffer_contexts:
+            ctx.buffers = {name: buffers[key] for name, key in keys}
 
     def set_grad_mode(self, input_grads):
         """Mark which inputs and params need gradients, for ctx.needs_grad."""

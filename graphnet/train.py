@@ -196,6 +196,9 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     nan_guard: stop with TrainingError, naming the node, when a loss, an output
         or a gradient goes NaN or infinite (checked before the update, so the
         params stay those of the last good step).
+
+    Before the first epoch, ops that learn statistics from the data and have
+    not yet (``normalize``) are adapted to ``data`` (see ``adapt``).
     """
     epochs = _whole(epochs, "epochs", 0)
     measure = _Measure(model, metrics)
@@ -222,6 +225,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
             return history
     if opt is None:
         opt = _make(optimizer)
+    adapt(model, train_data, only_new=True)
     batches = math.ceil(n / batch_size)
     run = Run(model, opt, history, epochs, batches)
     bar_on = progress and (_isatty() or _in_notebook())
@@ -297,6 +301,33 @@ def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
         if run.stop:
             break
     return totals
+
+
+def adapt(model, data, batch_size=EVAL_BATCH_SIZE, only_new=False):
+    """Set the buffers that ops learn from data (``normalize``'s mean and variance).
+
+    Nodes go in topological order, each seeing its input computed by the
+    nodes before it (already adapted), in inference mode and in batches.
+    ``only_new`` leaves the nodes whose op says they are adapted already (what
+    fit does, so that a resumed or further trained model keeps its statistics).
+
+    >>> import numpy as np, graphnet as gn
+    >>> g = gn.Graph("norm"); x = g.input("x", shape=(2,))
+    >>> _ = g.output(g.add("normalize", x, name="nz"))
+    >>> model = gn.Model(g, dtype="float64")
+    >>> model.adapt({"x": np.array([[1.0, 10.0], [3.0, 30.0]])})
+    >>> model.buffers["nz.mean"], model.buffers["nz.variance"]
+    (array([ 2., 20.]), array([  1., 100.]))
+    """
+    arrays, n = _prepare(model, data, "data")
+    for node in model.nodes.values():
+        buffers = {b: model.buffers[f"{node.name}.{b}"] for b in node.buffers}
+        if not buffers or (only_new and node.op.adapted(buffers)):
+            continue
+        src = node.inputs[0]
+        batches = (model.forward({k: v[lo:lo + batch_size] for k, v in arrays.items()},
+                                 outputs=[src])[src] for lo in range(0, n, batch_size))
+        node.op.adapt(buffers, batches)
 
 
 def evaluate(model, data, batch_size=EVAL_BATCH_SIZE, metrics="auto"):
@@ -436,6 +467,8 @@ def _resume(model, path, optimizer, shuffle_rng):
                                   f"{np.shape(params[key])}, the model needs {value.shape}")
     for key, value in model.params.items():
         np.copyto(value, params[key])
+    for key, value in model.buffers.items():   # the same graph: the same buffers
+        np.copyto(value, ckpt.model.buffers[key])
     saved = ckpt.optimizer
     saved_state = saved.state_dict() if isinstance(saved, Optimizer) else saved
     if optimizer is None:

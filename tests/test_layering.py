@@ -36,6 +36,7 @@ FACADES = {
     ("graph", "Graph._repr_mimebundle_", "render"),
     ("model", "Model.fit", "train"),
     ("model", "Model.evaluate", "train"),
+    ("model", "Model.adapt", "train"),
     ("model", "Model._repr_mimebundle_", "render"),
 }
 FACADE_STATEMENTS = 3  # a docstring aside: the import, the call, at most one more line

@@ -41,6 +41,14 @@ CASES = {
     "relu": [([(5,)], {})], "elu": [([(5,)], {"alpha": 0.5})], "softplus": [([(5,)], {})],
     "sigmoid": [([(5,)], {})], "tanh": [([(5,)], {})],
     "leaky_relu": [([(2, 5)], {"alpha": 0.2})],
+    "conv2d": [([(2, 6, 5)], {"filters": 3, "kernel_size": 3, "stride": 2, "padding": 1}),
+               ([(1, 5, 5)], {"filters": 2, "kernel_size": 2, "use_bias": False})],
+    "max_pool2d": [([(2, 5, 6)], {}), ([(2, 5, 5)], {"pool_size": 3, "stride": 1})],
+    "avg_pool2d": [([(2, 5, 6)], {}), ([(2, 5, 5)], {"pool_size": 3, "stride": 1})],
+    "global_avg_pool2d": [([(3, 4, 5)], {})],
+    "batch_norm": [([(3, 4, 4)], {}), ([(4,)], {"eps": 1e-3})],
+    # integer ids, and an op that reads back as another: their own tests below
+    "embedding": [], "normalize": [],
 }
 PARAMS = [pytest.param(op, shapes, attrs, id=f"{op}-{k}")
           for op, cases in CASES.items() for k, (shapes, attrs) in enumerate(cases)]
@@ -522,3 +530,56 @@ def test_the_core_never_imports_onnx(tmp_path):
                          timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --- layers with buffers or integer inputs ------------------------------------------------
+def with_buffers(op, shape, **attrs):
+    """A one-node model of ``op`` whose buffers hold something other than their start."""
+    model = gn.Model(one_op(op, [shape], **attrs), seed=0)
+    rng = np.random.default_rng(1)
+    for key, value in model.buffers.items():
+        value[...] = rng.uniform(0.5, 2.0, size=value.shape)
+    for key, value in model.params.items():
+        value[...] = rng.normal(size=value.shape)
+    return model
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 4), (5,)])
+def test_batch_norm_exports_its_running_statistics(shape):
+    model = with_buffers("batch_norm", shape, eps=1e-3)
+    proto = gn.to_onnx(model, None)
+    assert {"y.running_mean", "y.running_var"} <= {t.name for t in proto.graph.initializer}
+    feeds = feeds_for(model, 4)
+    np.testing.assert_allclose(run_ort(proto, feeds)["y"], model.predict(feeds)["y"],
+                               rtol=RTOL, atol=ATOL)
+    back = gn.from_onnx(proto)
+    assert back.nodes["y"].op.name == "batch_norm" and back.nodes["y"].attrs["eps"] == 1e-3
+    for key, value in model.buffers.items():
+        np.testing.assert_array_equal(back.buffers[key], value)
+    np.testing.assert_array_equal(back.predict(feeds)["y"], model.predict(feeds)["y"])
+
+
+def test_normalize_exports_as_a_batch_normalization_and_reads_back_as_batch_norm():
+    model = with_buffers("normalize", (2, 3, 3))
+    proto = gn.to_onnx(model, None)
+    assert [n.op_type for n in proto.graph.node] == ["BatchNormalization"]
+    feeds = feeds_for(model, 5)
+    np.testing.assert_allclose(run_ort(proto, feeds)["y"], model.predict(feeds)["y"],
+                               rtol=RTOL, atol=ATOL)
+    back = gn.from_onnx(proto)
+    assert back.nodes["y"].op.name == "batch_norm"
+    np.testing.assert_allclose(back.predict(feeds)["y"], model.predict(feeds)["y"],
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_embedding_exports_as_gather_of_integer_ids():
+    g = gn.Graph("emb")
+    ids = g.input("ids", shape=(4,), dtype="int64")
+    g.output(g.add("embedding", ids, vocab=6, units=3, name="y"))
+    model = gn.Model(g, seed=0)
+    proto = gn.to_onnx(model, None)
+    feeds = {"ids": np.random.default_rng(0).integers(0, 6, size=(5, 4))}
+    np.testing.assert_array_equal(run_ort(proto, feeds)["y"], model.predict(feeds)["y"])
+    back = gn.from_onnx(proto)
+    assert back.nodes["y"].op.name == "embedding" and back.nodes["y"].attrs["vocab"] == 6
+    np.testing.assert_array_equal(back.params["y.weight"], model.params["y.weight"])

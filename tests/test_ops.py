@@ -29,6 +29,20 @@ CASES = {
     "mse": [([(3,), (3,)], {}), ([(3,), (3,)], {"reduction": "sum"}), ([(), ()], {})],
     "softmax_cross_entropy": [([(4,), ()], {}), ([(4,), ()], {"reduction": "sum"})],
     "binary_cross_entropy": [([(3,), (3,)], {}), ([(), ()], {"reduction": "sum"})],
+    # the layers of graphnet.builtin.layers (tests/test_layers.py checks their values)
+    "conv2d": [([(2, 5, 5)], {"filters": 3, "kernel_size": 3}),
+               ([(2, 6, 5)], {"filters": 2, "kernel_size": 2, "stride": 2, "padding": 1}),
+               ([(1, 7, 7)], {"filters": 2, "kernel_size": 3, "stride": 2, "padding": 2,
+                              "use_bias": False}),
+               ([(3, 4, 4)], {"filters": 2, "kernel_size": 1})],
+    "max_pool2d": [([(2, 4, 4)], {}), ([(2, 5, 5)], {"pool_size": 3, "stride": 1}),
+                   ([(1, 5, 6)], {"pool_size": 2, "stride": 3})],
+    "avg_pool2d": [([(2, 4, 4)], {}), ([(2, 5, 5)], {"pool_size": 3, "stride": 1}),
+                   ([(1, 5, 6)], {"pool_size": 2, "stride": 3})],
+    "global_avg_pool2d": [([(3, 4, 5)], {})],
+    "batch_norm": [([(4,)], {}), ([(3, 4, 4)], {"momentum": 0.5})],
+    "embedding": [([(5,)], {"vocab": 4, "units": 3}), ([()], {"vocab": 3, "units": 2})],
+    "normalize": [([(4,)], {}), ([(2, 3, 3)], {"eps": 0.1})],
 }
 PARAMS = [pytest.param(name, shapes, attrs, id=f"{name}-{i}")
           for name, cases in CASES.items() for i, (shapes, attrs) in enumerate(cases)]

@@ -421,13 +421,15 @@ class Store:
     def save(self, model, path, optimizer=None, history=None, train_state=None):
         self.files[str(path)] = {
             "params": {k: v.copy() for k, v in model.params.items()},
+            "buffers": {k: v.copy() for k, v in model.buffers.items()},
             "optimizer": copy.deepcopy(optimizer.state_dict()) if optimizer else None,
             "history": json.loads(json.dumps(history)),
             "train_state": json.loads(json.dumps(train_state))}
 
     def load_checkpoint(self, path):
         f = self.files[str(path)]
-        return types.SimpleNamespace(model=types.SimpleNamespace(params=f["params"]),
+        return types.SimpleNamespace(model=types.SimpleNamespace(params=f["params"],
+                                                                 buffers=f["buffers"]),
                                      optimizer=copy.deepcopy(f["optimizer"]),
                                      history=f["history"] and gn.History.from_dict(f["history"]),
                                      train_state=f["train_state"])

@@ -34,7 +34,7 @@ class MSE(Loss):
     name = "mse"
 
     def forward(self, ctx, pred, target):
-        diff = np.subtract(pred, target, out=ctx.buffer("diff", pred.shape, pred.dtype))
+        diff = np.subtract(pred, target, out=ctx.scratch("diff", pred.shape, pred.dtype))
         ctx.diff = diff
         flat = diff.reshape(-1)
         total = np.dot(flat, flat)
@@ -43,7 +43,7 @@ class MSE(Loss):
 
     def backward(self, ctx, dy):
         g = np.multiply(ctx.diff, (2 * ctx.scale * dy).astype(ctx.diff.dtype),
-                        out=ctx.buffer("dpred", ctx.diff.shape, ctx.diff.dtype))
+                        out=ctx.scratch("dpred", ctx.diff.shape, ctx.diff.dtype))
         return g, (-g if ctx.needs_grad[1] else None)
 
 
@@ -69,7 +69,7 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, ctx, logits, labels):
         n, classes = logits.shape
         shifted = np.subtract(logits, logits.max(axis=1, keepdims=True),
-                              out=ctx.buffer("probs", logits.shape, logits.dtype))
+                              out=ctx.scratch("probs", logits.shape, logits.dtype))
         if labels.ndim == 1:
             if labels.dtype.kind not in "iu":
                 raise FeedError(f"softmax_cross_entropy in node {ctx.node!r} needs integer "
@@ -78,10 +78,9 @@ class SoftmaxCrossEntropy(Loss):
             if n and unsigned.max() >= classes:                         # one pass checks both
                 raise FeedError(f"node {ctx.node!r}: labels must lie in [0, {classes}), got "
                                 f"values from {labels.min()} to {labels.max()}")
-            rows = ctx.buffers.get("rows")
+            rows = getattr(ctx, "rows", None)
             if rows is None or len(rows) != n:
-                rows = ctx.buffers["rows"] = np.arange(n)
-            ctx.rows = rows
+                rows = ctx.rows = np.arange(n)
             picked = shifted[rows, labels].sum()
             exp = np.exp(shifted, out=shifted)   # the buffer now holds exp, then probs
             sums = exp.sum(axis=1, keepdims=True)
@@ -101,7 +100,7 @@ class SoftmaxCrossEntropy(Loss):
         """(softmax - onehot) * scale, in one buffer (backward may run twice on one forward)."""
         probs, labels = ctx.probs, ctx.labels
         scale = (ctx.scale * dy).astype(probs.dtype)
-        g = np.multiply(probs, scale, out=ctx.buffer("dlogits", probs.shape, probs.dtype))
+        g = np.multiply(probs, scale, out=ctx.scratch("dlogits", probs.shape, probs.dtype))
         if labels.ndim == 1:
             g[ctx.rows, labels] -= scale
         else:

@@ -54,7 +54,7 @@ class Dense(Op):
     def forward(self, ctx, x, weight, bias=None):
         ctx.x, ctx.weight = x, weight
         dtype = x.dtype if x.dtype == weight.dtype else np.result_type(x, weight)
-        y = np.matmul(x, weight, out=ctx.buffer("y", x.shape[:-1] + weight.shape[1:], dtype))
+        y = np.matmul(x, weight, out=ctx.scratch("y", x.shape[:-1] + weight.shape[1:], dtype))
         if bias is not None:
             y += bias
         return y
@@ -73,7 +73,7 @@ class Dense(Op):
             db = np.add.reduce(dy.reshape(-1, dy.shape[-1]), axis=0, out=out_b)
         dx = None
         if ctx.needs_grad[0]:  # not for a first layer, whose input is data
-            dx = np.matmul(dy, w.T, out=ctx.buffer("dx", x.shape, dw.dtype))
+            dx = np.matmul(dy, w.T, out=ctx.scratch("dx", x.shape, dw.dtype))
         return (dx, dw, db) if len(ctx.needs_grad) == 3 else (dx, dw)
 
     def to_onnx(self, b, x, weight, bias=None):

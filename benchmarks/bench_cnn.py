@@ -1,0 +1,191 @@
+"""Training-step speed of graphnet's convolutions against PyTorch eager, side by side.
+
+One step is forward, the loss, backward and one Adam update on a fixed batch.
+The two engines run interleaved in one process, round after round, on the
+same initial params and data, BLAS and torch on one thread each, so that a
+noisy shared machine slows them alike; the report gives each one's median
+time per step and the ratio graphnet / PyTorch.
+
+    python benchmarks/bench_cnn.py                 # both configs
+    python benchmarks/bench_cnn.py --configs lenet --rounds 21 --json out.json
+
+Configs:
+  lenet   1x28x28 -> conv 8 (3x3) -> relu -> max pool -> conv 16 (3x3) -> relu
+          -> max pool -> dense 10, batch 64 (target: at most 1.0x PyTorch)
+  digits  examples/models/digits_cnn.json (8x8 digits, two conv + batch norm +
+          pool blocks), batch 64 (target: at most 0.5x PyTorch)
+
+PyTorch is used only when importable (never a dependency); without it only
+graphnet's times are printed.
+"""
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import graphnet as gn  # noqa: E402
+
+TARGETS = {"lenet": 1.0, "digits": 0.5}
+
+
+def lenet_graph():
+    g = gn.Graph("lenet")
+    x = g.input("x", shape=(1, 28, 28))
+    y = g.input("label", shape=(), dtype="int64")
+    h = g.add("relu", g.add("conv2d", x, filters=8, kernel_size=3, name="conv1"))
+    h = g.add("max_pool2d", h, name="pool1")
+    h = g.add("relu", g.add("conv2d", h, filters=16, kernel_size=3, name="conv2"))
+    h = g.add("max_pool2d", h, name="pool2")
+    out = g.add("dense", g.add("flatten", h, name="flat"), units=10, name="logits")
+    g.add("softmax_cross_entropy", out, y, name="loss")
+    g.output(out)
+    return g
+
+
+def digits_graph():
+    return gn.Graph.from_json(ROOT / "examples" / "models" / "digits_cnn.json")
+
+
+CONFIGS = {"lenet": (lenet_graph, 64), "digits": (digits_graph, 64)}
+
+
+def torch_twin(model, torch):
+    """The same network in torch.nn, built node by node from the graphnet model, with
+    graphnet's initial params copied in (dense weights transposed to torch's layout)."""
+    nn = torch.nn
+    layers = []
+    for node in model.nodes.values():
+        op, a = node.op.name, node.attrs
+        if op in ("input", "softmax_cross_entropy"):
+            continue
+        if op == "reshape":
+            layers.append(nn.Unflatten(1, tuple(node.shape)))
+        elif op == "conv2d":
+            c = nn.Conv2d(model.nodes[node.inputs[0]].shape[0], a["filters"], a["kernel_size"],
+                          stride=a["stride"], padding=a["padding"], bias=a["use_bias"])
+            c.weight.data[...] = torch.from_numpy(model.params[f"{node.name}.weight"])
+            c.bias.data[...] = torch.from_numpy(model.params[f"{node.name}.bias"])
+            layers.append(c)
+        elif op == "batch_norm":
+            cls = nn.BatchNorm2d if len(node.shape) == 3 else nn.BatchNorm1d
+            layers.append(cls(node.shape[0], eps=a["eps"], momentum=1 - a["momentum"]))
+        elif op == "max_pool2d":
+            layers.append(nn.MaxPool2d(a["pool_size"], a["stride"]))
+        elif op == "relu":
+            layers.append(nn.ReLU())
+        elif op == "flatten":
+            layers.append(nn.Flatten())
+        elif op == "dropout":
+            layers.append(nn.Dropout(a["rate"]))
+        elif op == "dense":
+            d = nn.Linear(model.nodes[node.inputs[0]].shape[-1], a["units"])
+            d.weight.data[...] = torch.from_numpy(model.params[f"{node.name}.weight"].T.copy())
+            d.bias.data[...] = torch.from_numpy(model.params[f"{node.name}.bias"])
+            layers.append(d)
+        else:
+            raise SystemExit(f"bench_cnn has no torch twin for op {op!r}")
+    return nn.Sequential(*layers)
+
+
+def make_data(model, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = model.nodes[model.inputs[0]].shape
+    return rng.random((batch, *shape), dtype=np.float32), rng.integers(0, 10, batch)
+
+
+def steps(config):
+    """One step function per engine, on the same data and initial params."""
+    make_graph, batch = CONFIGS[config]
+    model = gn.Model(make_graph(), seed=0)
+    x, y = make_data(model, batch)
+    xname, yname = model.inputs
+    feeds = {xname: x, yname: y}
+    opt = gn.optimizer("adam", lr=1e-3)
+    state = {"grads": None}
+
+    def graphnet_step():
+        model.forward(feeds, outputs=("loss",), training=True)
+        state["grads"] = model.backward(out=state["grads"])
+        opt.step(model.params, state["grads"])
+
+    engines = {"graphnet": graphnet_step}
+    try:
+        import torch
+    except ImportError:
+        return engines
+    torch.set_num_threads(1)
+    net = torch_twin(model, torch)
+    net.train()
+    topt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def torch_step():
+        topt.zero_grad()
+        lossf(net(tx), ty).backward()
+        topt.step()
+
+    engines["pytorch"] = torch_step
+    return engines
+
+
+def measure(config, rounds, per_round):
+    engines = steps(config)
+    times = {name: [] for name in engines}
+    for fn in engines.values():      # warm up: plans compiled, buffers made
+        for _ in range(3):
+            fn()
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            times[name].append((time.perf_counter() - t0) / per_round)
+    result = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    row = {"config": config, "batch": CONFIGS[config][1], "ms_per_step": result}
+    if "pytorch" in result:
+        row["ratio"] = result["graphnet"] / result["pytorch"]
+        row["target"] = TARGETS[config]
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--per-round", type=int, default=5)
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+    rows = []
+    with threadpool_limits(1):
+        for config in args.configs:
+            row = measure(config, args.rounds, args.per_round)
+            rows.append(row)
+            ms = row["ms_per_step"]
+            line = f"{config:8s} batch {row['batch']}: graphnet {ms['graphnet']:.2f} ms/step"
+            if "ratio" in row:
+                verdict = "meets" if row["ratio"] <= row["target"] else "misses"
+                line += (f", pytorch {ms['pytorch']:.2f} ms/step, ratio {row['ratio']:.2f}x "
+                         f"({verdict} the target of {row['target']:.1f}x)")
+            print(line, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.machine(), "python": platform.python_version(),
+            "numpy": np.__version__, "threads": 1, "rounds": args.rounds,
+            "per_round": args.per_round, "results": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

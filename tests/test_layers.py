@@ -1,0 +1,385 @@
+"""Layers beyond dense: values against direct definitions (and PyTorch where it is
+installed), batch_norm's running statistics and modes, buffers in checkpoints and
+resumes, normalize's adapt, embedding ids. Gradients: tests/test_ops.py CASES."""
+
+import json
+
+import numpy as np
+import pytest
+
+import graphnet as gn
+from graphnet.testing import check_op
+
+
+def run(op, x, attrs=None, params=None, dtype="int64", training=False, buffers=None):
+    """One node on a batch x; params and buffers set by short name; the model and output."""
+    g = gn.Graph()
+    xi = g.input("x", x.shape[1:], dtype=dtype if x.dtype.kind in "iu" else "float64")
+    g.output(g.add(op, xi, name="node", **(attrs or {})))
+    model = gn.Model(g, dtype="float64")
+    for k, v in (params or {}).items():
+        model.params[f"node.{k}"][...] = v
+    for k, v in (buffers or {}).items():
+        model.buffers[f"node.{k}"][...] = v
+    return model, model.forward({"x": x}, training=training)["node"]
+
+
+def conv_by_definition(x, w, b, stride, pad):
+    """y[n, f, i, j] = b[f] + sum over c, u, v of w[f, c, u, v] * xpad[n, c, i*s + u, j*s + v]."""
+    n, c, h, wd = x.shape
+    f, _, k, _ = w.shape
+    xp = np.zeros((n, c, h + 2 * pad, wd + 2 * pad))
+    xp[:, :, pad:pad + h, pad:pad + wd] = x
+    ho, wo = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+    y = np.zeros((n, f, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            patch = xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+            y[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return y
+
+
+def pool_by_definition(x, k, stride, reduce):
+    n, c, h, w = x.shape
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    y = np.zeros((n, c, ho, wo))
+    for i in range(ho):
+        for j in range(wo):
+            y[:, :, i, j] = reduce(x[:, :, i * stride:i * stride + k, j * stride:j * stride + k],
+                                   axis=(2, 3))
+    return y
+
+
+# --- values -------------------------------------------------------------------------
+def test_conv2d_of_a_hand_computed_case():
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    _, y = run("conv2d", x, {"filters": 1, "kernel_size": 2},
+               {"weight": np.ones((1, 1, 2, 2)), "bias": [0.5]})
+    assert y.tolist() == [[[[8.5, 12.5], [20.5, 24.5]]]]
+    _, y = run("conv2d", x, {"filters": 1, "kernel_size": 2, "stride": 2, "padding": 1},
+               {"weight": np.ones((1, 1, 2, 2)), "bias": [0.0]})
+    assert y.tolist() == [[[[0.0, 3.0], [9.0, 24.0]]]]   # corner windows half in the zeros
+
+
+@pytest.mark.parametrize("k, stride, pad", [(3, 1, 0), (3, 2, 1), (2, 3, 2), (1, 1, 0)])
+def test_conv2d_matches_its_definition(k, stride, pad):
+    rng = np.random.default_rng(k * 10 + stride)
+    x, w, b = rng.normal(size=(2, 3, 7, 6)), rng.normal(size=(4, 3, k, k)), rng.normal(size=4)
+    model, y = run("conv2d", x, {"filters": 4, "kernel_size": k, "stride": stride,
+                                 "padding": pad}, {"weight": w, "bias": b})
+    np.testing.assert_allclose(y, conv_by_definition(x, w, b, stride, pad), atol=1e-12)
+    assert y.shape[1:] == model.nodes["node"].shape
+
+
+@pytest.mark.parametrize("op, reduce", [("max_pool2d", np.max), ("avg_pool2d", np.mean)])
+@pytest.mark.parametrize("k, stride", [(2, None), (3, 1), (2, 3)])
+def test_pooling_matches_its_definition(op, reduce, k, stride):
+    x = np.random.default_rng(k).normal(size=(2, 3, 7, 6))
+    _, y = run(op, x, {"pool_size": k, **({"stride": stride} if stride else {})})
+    np.testing.assert_allclose(y, pool_by_definition(x, k, stride or k, reduce), atol=1e-12)
+
+
+def test_max_pool2d_sends_the_gradient_to_the_largest_value():
+    x = np.array([[[[1.0, 5.0], [2.0, 3.0]]]])
+    model, y = run("max_pool2d", x)
+    assert y.tolist() == [[[[5.0]]]]
+    g = gn.Graph()
+    xi = g.input("x", (1, 2, 2), dtype="float64")
+    g.add("mse", g.add("max_pool2d", xi), g.input("t", (1, 1, 1), dtype="float64"), name="loss")
+    m = gn.Model(g, dtype="float64")
+    m.forward({"x": x, "t": np.zeros((1, 1, 1, 1))}, training=True)
+    assert m.backward(inputs=True)["x"].tolist() == [[[[0.0, 10.0], [0.0, 0.0]]]]  # 2 * 5
+
+
+@pytest.mark.parametrize("stride", [2, 1])
+def test_max_pool2d_gives_a_tie_to_its_first_value_only(stride):
+    """As PyTorch: the first maximum in row-major order within the window."""
+    g = gn.Graph()
+    xi = g.input("x", (1, 2, 3), dtype="float64")
+    p = g.add("max_pool2d", xi, stride=stride, name="p")
+    g.add("mse", p, g.input("t", (1, 1, 3 - stride), dtype="float64"), name="loss",
+          reduction="sum")
+    m = gn.Model(g, dtype="float64")
+    x = np.array([[[[7.0, 7.0, 7.0], [7.0, 7.0, 1.0]]]])
+    m.forward({"x": x, "t": np.zeros((1, 1, 1, 3 - stride))}, training=True)
+    want = [[14.0, 0, 0], [0, 0, 0]] if stride == 2 else [[14.0, 14.0, 0], [0, 0, 0]]
+    assert m.backward(inputs=True)["x"][0, 0].tolist() == want
+
+
+def test_global_avg_pool2d_is_the_channel_mean():
+    x = np.random.default_rng(0).normal(size=(3, 2, 4, 5))
+    model, y = run("global_avg_pool2d", x)
+    assert model.nodes["node"].shape == (2,)
+    np.testing.assert_allclose(y, x.mean(axis=(2, 3)))
+
+
+def test_embedding_picks_rows():
+    table = np.arange(12.0).reshape(4, 3)
+    _, y = run("embedding", np.array([[0, 3], [2, 2]]), {"vocab": 4, "units": 3},
+               {"weight": table})
+    assert y.tolist() == [[table[0].tolist(), table[3].tolist()],
+                          [table[2].tolist(), table[2].tolist()]]
+
+
+@pytest.mark.parametrize("ids", [[[0, 4]], [[-1, 0]]])
+def test_embedding_id_out_of_range_is_a_feed_error_naming_the_node(ids):
+    with pytest.raises(gn.FeedError, match=r"node 'node' \(embedding\).*\[0, 4\)"):
+        run("embedding", np.array(ids), {"vocab": 4, "units": 2})
+
+
+def test_embedding_gradient_sums_repeated_ids():
+    g = gn.Graph()
+    ids = g.input("ids", (3,), dtype="int64")
+    e = g.add("embedding", ids, vocab=4, units=2, name="emb")
+    g.add("mse", e, g.input("t", (3, 2), dtype="float64"), name="loss", reduction="sum")
+    m = gn.Model(g, dtype="float64")
+    m.params["emb.weight"][...] = 0
+    m.forward({"ids": np.array([[1, 1, 3]]), "t": -np.ones((1, 3, 2))}, training=True)
+    # d/dw of sum (w[id] + 1)^2 = 2 (w[id] + 1) = 2 per use: id 1 twice, id 3 once
+    assert m.backward()["emb.weight"].tolist() == [[0, 0], [4, 4], [0, 0], [2, 2]]
+
+
+# --- batch_norm ---------------------------------------------------------------------
+def test_batch_norm_training_uses_the_batch_and_moves_the_running_statistics():
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, size=(8, 2, 3, 3))
+    gamma, beta = np.array([1.5, 0.5]), np.array([0.1, -0.2])
+    model, y = run("batch_norm", x, {"momentum": 0.8, "eps": 1e-3},
+                   {"gamma": gamma, "beta": beta}, training=True,
+                   buffers={"running_mean": [1.0, -1.0], "running_var": [2.0, 0.5]})
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+    want = (x - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-3)
+    np.testing.assert_allclose(y, want * gamma[:, None, None] + beta[:, None, None], atol=1e-12)
+    count = 8 * 3 * 3
+    np.testing.assert_allclose(model.buffers["node.running_mean"],
+                               0.8 * np.array([1.0, -1.0]) + 0.2 * mean)
+    np.testing.assert_allclose(model.buffers["node.running_var"],
+                               0.8 * np.array([2.0, 0.5]) + 0.2 * var * count / (count - 1))
+
+
+def test_batch_norm_inference_uses_the_running_statistics_and_leaves_them():
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    model, y = run("batch_norm", x, params={"gamma": [1, 2, 3], "beta": [0, 0, 1]},
+                   buffers={"running_mean": [0.5, 0, -1], "running_var": [4, 1, 0.25]})
+    want = (x - [0.5, 0, -1]) / np.sqrt(np.array([4, 1, 0.25]) + 1e-5) * [1, 2, 3] + [0, 0, 1]
+    np.testing.assert_allclose(y, want, atol=1e-12)
+    assert model.buffers["node.running_mean"].tolist() == [0.5, 0, -1]
+
+
+def test_batch_norm_gradcheck_in_training_mode():
+    for shapes, attrs in (([(4,)], {}), ([(2, 3, 3)], {"momentum": 0.5})):
+        report = check_op("batch_norm", shapes, attrs, batch=5, training=True)
+        assert report.ok and "node.running_mean" in report.buffers, str(report)
+
+
+# --- PyTorch as an independent reference, where it is installed ---------------------------
+def test_against_pytorch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(3)
+    x, w, b = rng.normal(size=(2, 3, 9, 8)), rng.normal(size=(5, 3, 3, 3)), rng.normal(size=5)
+    _, y = run("conv2d", x, {"filters": 5, "kernel_size": 3, "stride": 2, "padding": 1},
+               {"weight": w, "bias": b})
+    ref = F.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=2, padding=1)
+    np.testing.assert_allclose(y, ref.numpy(), atol=1e-10)
+    _, y = run("max_pool2d", x, {"pool_size": 3, "stride": 2})
+    np.testing.assert_allclose(y, F.max_pool2d(torch.tensor(x), 3, 2).numpy())
+    _, y = run("avg_pool2d", x, {"pool_size": 2})
+    np.testing.assert_allclose(y, F.avg_pool2d(torch.tensor(x), 2).numpy(), atol=1e-12)
+    bn = torch.nn.BatchNorm2d(3, momentum=0.1, eps=1e-5).double()
+    model, y = run("batch_norm", x, {"momentum": 0.9}, training=True)
+    np.testing.assert_allclose(y, bn(torch.tensor(x)).detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(model.buffers["node.running_mean"], bn.running_mean.numpy())
+    np.testing.assert_allclose(model.buffers["node.running_var"], bn.running_var.numpy())
+
+
+def test_conv2d_gradients_against_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x, w, b = rng.normal(size=(2, 2, 6, 7)), rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3)
+    g = gn.Graph()
+    xi = g.input("x", (2, 6, 7), dtype="float64")
+    c = g.add("conv2d", xi, filters=3, kernel_size=3, stride=2, padding=1, name="c")
+    g.add("mse", c, g.input("t", (3, 3, 4), dtype="float64"), name="loss", reduction="sum")
+    m = gn.Model(g, dtype="float64")
+    m.params["c.weight"][...], m.params["c.bias"][...] = w, b
+    t = rng.normal(size=(2, 3, 3, 4))
+    m.forward({"x": x, "t": t}, training=True)
+    grads = m.backward(inputs=True)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ((torch.nn.functional.conv2d(tx, tw, tb, stride=2, padding=1) - torch.tensor(t)) ** 2
+     ).sum().backward()
+    for mine, ref in ((grads["x"], tx), (grads["c.weight"], tw), (grads["c.bias"], tb)):
+        np.testing.assert_allclose(mine, ref.grad.numpy(), atol=1e-10)
+
+
+# --- buffers: model, optimizer, checkpoint, resume, summary, render -------------------------
+def cnn_graph():
+    g = gn.Graph("tiny_cnn")
+    x = g.input("x", shape=(1, 6, 6))
+    y = g.input("y", shape=(), dtype="int64")
+    h = g.add("conv2d", x, filters=3, kernel_size=3, padding=1, name="conv")
+    h = g.add("batch_norm", h, name="bn")
+    h = g.add("relu", h)
+    h = g.add("max_pool2d", h)
+    h = g.add("dropout", g.add("flatten", h), rate=0.2)
+    out = g.add("dense", h, units=2, name="out")
+    g.add("softmax_cross_entropy", out, y, name="loss")
+    g.output(out)
+    return g
+
+
+def cnn_data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 1, 6, 6)).astype(np.float32)
+    return {"x": x + 0.5, "y": (x[:, 0, :3].sum(axis=(1, 2)) > 0).astype(np.int64)}
+
+
+def test_buffers_are_apart_from_params_and_no_optimizer_sees_them():
+    model = gn.Model(cnn_graph(), seed=0)
+    assert list(model.buffers) == ["bn.running_mean", "bn.running_var"]
+    assert not set(model.buffers) & set(model.params)
+    assert model.buffers["bn.running_var"].tolist() == [1, 1, 1]
+    assert model.buffers["bn.running_var"].dtype == np.float32
+    model.fit(cnn_data(), optimizer="sgd", epochs=1, batch_size=8, progress=False)
+    opt = gn.optimizer("adam", lr=0.01)
+    model.forward(cnn_data(8), training=True)
+    before = {k: v.copy() for k, v in model.buffers.items()}
+    opt.step(model.params, model.backward())
+    assert set(opt.state_dict()["state"]) == set(model.params)
+    assert all(np.array_equal(before[k], v) for k, v in model.buffers.items())
+    assert model.buffers["bn.running_var"].tolist() != [1, 1, 1]   # training moved them
+
+
+def test_checkpoint_round_trip_with_batch_norm_is_bit_identical(tmp_path):
+    model = gn.Model(cnn_graph(), seed=0)
+    model.fit(cnn_data(), epochs=2, batch_size=8, progress=False)
+    gn.save(model, tmp_path / "m.npz")
+    again = gn.load(tmp_path / "m.npz")
+    for key, value in model.buffers.items():
+        assert again.buffers[key].dtype == value.dtype
+        assert np.array_equal(again.buffers[key], value), key
+    feeds = cnn_data(10, seed=1)
+    assert np.array_equal(again.predict(feeds)["out"], model.predict(feeds)["out"])
+
+
+class Interrupt(gn.Callback):
+    def on_epoch_begin(self, run):
+        if run.epoch == 3:
+            raise KeyboardInterrupt
+
+
+def test_kill_and_resume_with_batch_norm_is_bit_identical(tmp_path):
+    data, path = cnn_data(), tmp_path / "run.npz"
+    kw = dict(epochs=4, batch_size=5, progress=False)
+    whole = gn.Model(cnn_graph(), seed=0)
+    full = whole.fit(data, **kw)
+    with pytest.raises(KeyboardInterrupt):
+        gn.Model(cnn_graph(), seed=0).fit(data, checkpoint=path, callbacks=[Interrupt()], **kw)
+    resumed = gn.Model(cnn_graph(), seed=7)
+    history = resumed.fit(data, resume=path, **kw)
+    assert history["loss"] == full["loss"]
+    for store in ("params", "buffers"):
+        for key, value in getattr(whole, store).items():
+            assert np.array_equal(getattr(resumed, store)[key], value), key
+
+
+def checkpoint_entries(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_checkpoint_with_a_missing_or_misshapen_buffer_is_refused(tmp_path):
+    path = tmp_path / "c.npz"
+    gn.save(gn.Model(cnn_graph()), path)
+    arrays = checkpoint_entries(path)
+    meta = json.loads(arrays["meta"].tobytes())
+    assert meta["buffers"] == ["bn.running_mean", "bn.running_var"]
+    bad = dict(arrays, buffer_1=np.ones(4, np.float32))
+    np.savez(path, **bad)
+    with pytest.raises(gn.CheckpointError, match=r"buffer 'bn.running_var' has shape \(4,\)"):
+        gn.load(path)
+    meta["buffers"] = meta["buffers"][:1]
+    short = {k: v for k, v in arrays.items() if k != "buffer_1"}
+    short["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **short)
+    with pytest.raises(gn.CheckpointError, match=r"buffers missing for \['bn.running_var'\]"):
+        gn.load(path)
+
+
+def test_summary_counts_trainable_and_non_trainable_apart():
+    model = gn.Model(cnn_graph())
+    text = model.summary()
+    trainable = model.param_count()
+    assert trainable == 3 * 9 + 3 + 3 + 3 + 27 * 2 + 2
+    assert model.buffer_count() == 6
+    assert f"Total params: {trainable + 6:,}" in text
+    assert f"Trainable params: {trainable:,}" in text and "Non-trainable params: 6" in text
+    bn_row = next(line for line in text.splitlines() if line.startswith("bn "))
+    assert bn_row.split()[-1] == "12"                    # gamma, beta and the 2 buffers
+
+
+def test_render_shows_channel_shapes_and_buffers():
+    dot = gn.render(gn.Model(cnn_graph()))
+    src = dot.source
+    assert "(N, 3, 6, 6)" in src and "(N, 3, 3, 3)" in src
+    assert "6 non-trainable" in src
+
+
+def test_an_op_declaring_a_bad_buffer_is_named():
+    class Bad(gn.Op):
+        name = "bad_buffer_op"
+
+        def buffers(self, attrs, shape):
+            return {"state": (3,)}
+
+    from graphnet.testing import registered
+    with registered(Bad()):
+        g = gn.Graph()
+        g.output(g.add("bad_buffer_op", g.input("x", (3,)), name="b"))
+        with pytest.raises(gn.GraphnetError, match=r"node 'b'.*buffer 'state'.*graphnet.Buffer"):
+            gn.Model(g)
+
+
+# --- normalize ------------------------------------------------------------------------
+def tabular_graph():
+    g = gn.Graph("tab")
+    x = g.input("x", shape=(3,))
+    y = g.input("y", shape=(), dtype="int64")
+    h = g.add("normalize", x, name="norm")
+    out = g.add("dense", h, units=2, name="out")
+    g.add("softmax_cross_entropy", out, y, name="loss")
+    g.output(out)
+    return g
+
+
+def tabular_data(n=50):
+    rng = np.random.default_rng(2)
+    x = rng.normal([100.0, -5.0, 0.0], [50.0, 0.1, 1.0], size=(n, 3))
+    return {"x": x, "y": (x[:, 0] > 100).astype(np.int64)}
+
+
+def test_fit_adapts_normalize_once_from_the_training_data():
+    data = tabular_data()
+    model = gn.Model(tabular_graph(), dtype="float64")
+    model.fit(data, epochs=1, batch_size=7, progress=False)
+    np.testing.assert_allclose(model.buffers["norm.mean"], data["x"].mean(axis=0))
+    np.testing.assert_allclose(model.buffers["norm.variance"], data["x"].var(axis=0))
+    assert model.buffers["norm.count"] == 50
+    out = model.forward({"x": data["x"]}, outputs="norm")["norm"]
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(out.std(axis=0), 1, atol=1e-4)  # eps=1e-7 in the root
+    model.fit({"x": data["x"][:5] * 10, "y": data["y"][:5]}, epochs=1, progress=False)
+    np.testing.assert_allclose(model.buffers["norm.mean"], data["x"].mean(axis=0))  # kept
+    model.adapt({"x": data["x"][:5]})                   # asked for: adapts again
+    np.testing.assert_allclose(model.buffers["norm.mean"], data["x"][:5].mean(axis=0))
+
+
+def test_adapt_combines_batches_exactly():
+    x = np.random.default_rng(5).normal(3.0, 2.0, size=(37, 2, 2, 2))
+    g = gn.Graph()
+    g.output(g.add("normalize", g.input("x", (2, 2, 2)), name="n"))
+    model = gn.Model(g, dtype="float64")
+    model.adapt({"x": x}, batch_size=5)
+    np.testing.assert_allclose(model.buffers["n.mean"], x.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(model.buffers["n.variance"], x.var(axis=(0, 2, 3)), rtol=1e-12)
