@@ -4,8 +4,6 @@
 >>> g = gn.Graph("mlp")
 """
 
-import importlib
-import importlib.util
 import sys
 import types
 
@@ -31,6 +29,9 @@ _HOMES = {
 
 def __getattr__(name):
     """Public names and submodules on first use (``graphnet.datasets.load("moons")``)."""
+    import importlib  # here, not at the top: the command's first instants import nothing
+    import importlib.util
+
     if name in _HOMES:
         value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
         globals()[name] = value
