@@ -777,6 +777,16 @@ def _reduce_mean(imp, node, ins, a):
     imp.add("global_avg_pool2d", [imp.tensor(ins[0], node)], node)
 
 
+def _global_average_pool(imp, node, ins, a):
+    """GlobalAveragePool keeps (C, 1, 1): graphnet's global_avg_pool2d (C,), then a reshape."""
+    shape = imp.per_sample(ins[0], node)
+    if len(shape) != 3:
+        _unsupported_attr(node, "input rank", len(shape) + 1)
+    pooled = imp.g.add("global_avg_pool2d", imp.tensor(ins[0], node),
+                       name=imp._name(f"{node.name or node.output[0]}_mean", is_output=False))
+    imp.add("reshape", [pooled], node, shape=[shape[0], 1, 1])
+
+
 def _batch_norm(imp, node, ins, a):
     if a.get("training_mode", 0) or len(node.output) > 1:
         _unsupported_attr(node, "training_mode", 1)
@@ -815,6 +825,7 @@ IMPORTS = {
     "HardSigmoid": _hard_sigmoid, "Gelu": _gelu, "Mish": _activation("mish"),
     "LayerNormalization": _layer_norm,
     "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
-    "ReduceMean": _reduce_mean, "BatchNormalization": _batch_norm, "Gather": _gather,
+    "ReduceMean": _reduce_mean, "GlobalAveragePool": _global_average_pool,
+    "BatchNormalization": _batch_norm, "Gather": _gather,
 }
 """ONNX op type -> the function that adds its graphnet node(s)."""

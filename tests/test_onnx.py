@@ -326,6 +326,22 @@ def test_import_flatten_reshape_and_unsqueeze():
     check_against_ort(proto, model, {"img": f32(4, 2, 2, 3), "v": f32(4, 4, seed=1)})
 
 
+def test_import_global_average_pool_then_flatten():
+    """What torch writes for AdaptiveAvgPool2d(1) followed by flatten."""
+    nodes = [helper.make_node("GlobalAveragePool", ["img"], ["/pool/GlobalAveragePool_output_0"],
+                              name="/pool/GlobalAveragePool"),
+             helper.make_node("Flatten", ["/pool/GlobalAveragePool_output_0"], ["out"],
+                              name="/flat/Flatten", axis=1)]
+    proto = make(nodes, [vinfo("img", "N", 3, 4, 5)], [vinfo("out", "N", 3)], {})
+    model = gn.from_onnx(proto)
+    assert [m.op.name for m in model.nodes.values() if m.op.name != "input"] == \
+        ["global_avg_pool2d", "reshape", "flatten"]
+    img = f32(6, 3, 4, 5)
+    check_against_ort(proto, model, {"img": img})
+    np.testing.assert_allclose(model.predict({"img": img})["out"], img.mean(axis=(2, 3)),
+                               rtol=1e-5)
+
+
 def test_import_contrib_ops():
     gamma, beta = f32(5) + 1, f32(5, seed=1)
     nodes = [
