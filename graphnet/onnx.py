@@ -334,10 +334,14 @@ class _Importer:
                     for d in vi.type.tensor_type.shape.dim)
         self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         self.skip = set()     # outputs of the ONNX nodes folded into others (or constants)
-        for node in graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+        for node in graph.node:   # constants, and shape arithmetic folded into constants
+            if node.domain not in ("", "ai.onnx"):
+                continue
+            if node.op_type == "Constant":
                 _constant(self, node, node.input, _attrs(node))
-                self.skip.add(tuple(node.output))
+            elif not _fold_shape(self, node):
+                continue
+            self.skip.add(tuple(node.output))
         self.consumers = defaultdict(list)
         for node in graph.node:
             for i in node.input:
@@ -517,6 +521,37 @@ def _unsupported_attr(node, attr, value):
 
 # --- one function per ONNX op type ------------------------------------------------
 
+BATCH = np.iinfo(np.int64).min
+"""The batch size inside folded shape arithmetic: unknown until run time."""
+
+
+def _fold_shape(imp, node):
+    """Fold what PyTorch writes for ``x.view(x.size(0), -1)`` (Shape, Gather, Unsqueeze,
+    Concat of shapes) into a constant whose batch entry is BATCH; True if folded."""
+    ins, a = list(node.input), _attrs(node)
+    if node.op_type == "Shape" and ins[0] not in imp.consts:
+        dims = imp.shapes.get(ins[0])
+        if not dims or any(d is None for d in dims[1:]):
+            return False
+        value = np.array([BATCH, *dims[1:]], np.int64)[a.get("start", 0):a.get("end")]
+    elif node.op_type in ("Gather", "Unsqueeze", "Squeeze", "Concat") and ins and all(
+            i in imp.consts and imp.consts[i].dtype == np.int64 for i in ins if i):
+        vals = [imp.consts[i] for i in ins if i]
+        if node.op_type == "Gather":
+            value = np.take(vals[0], vals[1], axis=a.get("axis", 0))
+        elif node.op_type == "Concat":
+            value = np.concatenate([np.atleast_1d(v) for v in vals], axis=a.get("axis", 0))
+        else:
+            axes = a.get("axes") if len(vals) < 2 else vals[1]
+            axes = tuple(int(v) for v in np.ravel(axes)) if axes is not None else None
+            value = (np.expand_dims(vals[0], axes) if node.op_type == "Unsqueeze"
+                     else np.squeeze(vals[0], axes))
+    else:
+        return False
+    imp.consts[node.output[0]] = value
+    return True
+
+
 def _gemm(imp, node, ins, a):
     if a.get("transA", 0):
         _unsupported_attr(node, "transA", a["transA"])
@@ -592,7 +627,9 @@ def _reshape(imp, node, ins, a):
         _unsupported_attr(node, "shape", shape)
     rest = [src[i] if d == 0 and not a.get("allowzero", 0) and i < len(src) else d
             for i, d in enumerate(shape[1:])]
-    keeps_batch = shape[0] in (0, -1) and (shape[0] == 0 or -1 not in rest)
+    if BATCH in rest:
+        _unsupported_attr(node, "shape", shape)   # the batch size moved off axis 0
+    keeps_batch = shape[0] in (0, -1, BATCH) and (shape[0] != -1 or -1 not in rest)
     if not keeps_batch and shape[0] > 0 and -1 not in rest and math.prod(rest) == math.prod(src):
         keeps_batch = True     # the batch size of the export, with the samples kept whole
     if not keeps_batch:
@@ -740,6 +777,16 @@ def _reduce_mean(imp, node, ins, a):
     imp.add("global_avg_pool2d", [imp.tensor(ins[0], node)], node)
 
 
+def _global_average_pool(imp, node, ins, a):
+    """GlobalAveragePool keeps (C, 1, 1): graphnet's global_avg_pool2d (C,), then a reshape."""
+    shape = imp.per_sample(ins[0], node)
+    if len(shape) != 3:
+        _unsupported_attr(node, "input rank", len(shape) + 1)
+    pooled = imp.g.add("global_avg_pool2d", imp.tensor(ins[0], node),
+                       name=imp._name(f"{node.name or node.output[0]}_mean", is_output=False))
+    imp.add("reshape", [pooled], node, shape=[shape[0], 1, 1])
+
+
 def _batch_norm(imp, node, ins, a):
     if a.get("training_mode", 0) or len(node.output) > 1:
         _unsupported_attr(node, "training_mode", 1)
@@ -778,6 +825,7 @@ IMPORTS = {
     "HardSigmoid": _hard_sigmoid, "Gelu": _gelu, "Mish": _activation("mish"),
     "LayerNormalization": _layer_norm,
     "Conv": _conv, "MaxPool": _pool("max_pool2d"), "AveragePool": _pool("avg_pool2d"),
-    "ReduceMean": _reduce_mean, "BatchNormalization": _batch_norm, "Gather": _gather,
+    "ReduceMean": _reduce_mean, "GlobalAveragePool": _global_average_pool,
+    "BatchNormalization": _batch_norm, "Gather": _gather,
 }
 """ONNX op type -> the function that adds its graphnet node(s)."""

@@ -326,6 +326,22 @@ def test_import_flatten_reshape_and_unsqueeze():
     check_against_ort(proto, model, {"img": f32(4, 2, 2, 3), "v": f32(4, 4, seed=1)})
 
 
+def test_import_global_average_pool_then_flatten():
+    """What torch writes for AdaptiveAvgPool2d(1) followed by flatten."""
+    nodes = [helper.make_node("GlobalAveragePool", ["img"], ["/pool/GlobalAveragePool_output_0"],
+                              name="/pool/GlobalAveragePool"),
+             helper.make_node("Flatten", ["/pool/GlobalAveragePool_output_0"], ["out"],
+                              name="/flat/Flatten", axis=1)]
+    proto = make(nodes, [vinfo("img", "N", 3, 4, 5)], [vinfo("out", "N", 3)], {})
+    model = gn.from_onnx(proto)
+    assert [m.op.name for m in model.nodes.values() if m.op.name != "input"] == \
+        ["global_avg_pool2d", "reshape", "flatten"]
+    img = f32(6, 3, 4, 5)
+    check_against_ort(proto, model, {"img": img})
+    np.testing.assert_allclose(model.predict({"img": img})["out"], img.mean(axis=(2, 3)),
+                               rtol=1e-5)
+
+
 def test_import_contrib_ops():
     gamma, beta = f32(5) + 1, f32(5, seed=1)
     nodes = [
@@ -364,6 +380,18 @@ def test_import_what_torch_onnx_export_wrote(exporter, first):
     again = gn.to_onnx(model, None)             # and out again, for onnxruntime
     np.testing.assert_allclose(run_ort(again, {"x": x})["probs"],
                                model.predict({"x": x})["probs"], rtol=RTOL, atol=ATOL)
+
+
+def test_import_a_reshape_computed_from_the_batch_size():
+    """x.view(x.size(0), -1) through the legacy exporter: Shape, Gather, Unsqueeze, Concat."""
+    path = DATA / "torch_view_legacy.onnx"
+    assert {n.op_type for n in onnx.load(path).graph.node} >= {"Shape", "Gather", "Concat"}
+    model = gn.from_onnx(path)
+    assert [m.op.name for m in model.nodes.values()] == ["input", "reshape", "dense"]
+    saved = np.load(DATA / "torch_view_legacy.npz")
+    np.testing.assert_allclose(model.predict({"x": saved["x"]})["y"], saved["y"], rtol=RTOL,
+                               atol=ATOL)
+    check_against_ort(onnx.load(path), model, {"x": f32(6, 3, 4)})
 
 
 def test_names_become_valid_graphnet_names():
@@ -502,6 +530,22 @@ def test_docs_onnx_examples_run(tmp_path, monkeypatch):
             continue        # torch is on some machines only; the fixtures cover its files
         exec(compile(block, "docs/onnx.md", "exec"), scope)
     assert (tmp_path / "classifier.onnx").exists()
+
+
+def test_the_core_never_imports_onnx(tmp_path):
+    """Building, training and saving a model leave onnx and onnxruntime unimported."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, graphnet as gn\n"
+            "g = gn.Graph(); y = g.add('dense', g.input('x', shape=(2,)), units=1)\n"
+            "g.add('mse', y, g.input('t', shape=(1,))); g.output(y)\n"
+            "m = gn.Model(g); m.fit({'x': np.ones((4, 2)), 't': np.ones((4, 1))}, epochs=1,\n"
+            "      progress=False); gn.save(m, sys.argv[1])\n"
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('onnx', 'onnxruntime')))")
+    out = subprocess.run([sys.executable, "-c", code, "m.npz"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 # --- layers with buffers or integer inputs ------------------------------------------------

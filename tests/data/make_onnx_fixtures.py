@@ -2,7 +2,8 @@
 
 Needs torch (not needed by the tests): python tests/data/make_onnx_fixtures.py
 Writes torch_mlp_<exporter>.onnx and torch_mlp_<exporter>.npz (an input batch and
-what torch computed for it) for exporter = legacy (dynamo=False) and dynamo.
+what torch computed for it) for exporter = legacy (dynamo=False) and dynamo, and
+torch_view_legacy.onnx/.npz (a reshape whose shape is computed from the input's).
 """
 
 from pathlib import Path
@@ -37,6 +38,27 @@ class MLP(nn.Module):
         return torch.softmax(self.out(torch.relu(z)), dim=-1)
 
 
+class View(nn.Module):
+    """x.view(x.size(0), -1): the legacy exporter computes the shape from Shape and Gather."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.fc(x.view(x.size(0), -1))
+
+
+def view():
+    torch.manual_seed(1)
+    model = View().eval()
+    x = torch.randn(2, 3, 4)
+    torch.onnx.export(model, (x,), str(HERE / "torch_view_legacy.onnx"), input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "N"}}, dynamo=False)
+    with torch.no_grad():
+        np.savez(HERE / "torch_view_legacy.npz", x=x.numpy(), y=model(x).numpy())
+
+
 def main():
     torch.manual_seed(0)
     model = MLP().eval()
@@ -51,6 +73,7 @@ def main():
                           dynamo=dynamo, opset_version=18, external_data=False, **kwargs)
         np.savez(HERE / f"torch_mlp_{exporter}.npz", x=x.numpy(), probs=y)
         print("wrote", path)
+    view()
 
 
 if __name__ == "__main__":
