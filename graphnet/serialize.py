@@ -29,7 +29,7 @@ from .ops import check_attr
 from .plugins import optimizer, registry
 from .schema import FORMAT, _validator
 from .scheduler import Program
-from .util import MAX_DEPTH, atomic_write, plain
+from .util import atomic_write, plain
 
 
 
@@ -143,7 +143,7 @@ def _from_text(raw, source, compile=True):
             raise SchemaError(f"{source}: not UTF-8 text (byte {exc.start}); save the model "
                               f"file as UTF-8") from None
     try:
-        data = json.loads(raw, parse_constant=_NonFinite, object_pairs_hook=_object)
+        data = json.loads(raw, parse_constant=float, object_pairs_hook=_object)
     except json.JSONDecodeError as exc:
         raise SchemaError(f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                           f"{exc.msg}") from None
@@ -152,13 +152,6 @@ def _from_text(raw, source, compile=True):
     except ValueError as exc:   # e.g. an integer with more digits than Python converts
         raise SchemaError(f"{source}: invalid JSON: {exc}") from None
     return graph_from_dict(data, source, compile)
-
-
-class _NonFinite:
-    """What json.loads makes of NaN, Infinity and -Infinity, to be refused with a path."""
-
-    def __init__(self, text):
-        self.text = text
 
 
 class _Object(dict):
@@ -181,45 +174,10 @@ def _object(pairs):
 
 def _plain_input(data, source):
     """Check and copy a user's dict as JSON data, refusing what JSON cannot hold."""
-
-    def walk(value, path, depth):
-        if depth > MAX_DEPTH:
-            raise _error(source, path, data, f"nested deeper than {MAX_DEPTH} levels")
-        if isinstance(value, _NonFinite):
-            raise _error(source, path, data, f"found {value.text}, which is not a number in "
-                         f"JSON; expected a finite number")
-        if value is None or isinstance(value, (bool, str)):
-            return value
-        if isinstance(value, np.bool_):
-            return bool(value)
-        if isinstance(value, (int, np.integer)):
-            return int(value)
-        if isinstance(value, (float, np.floating)):
-            if not math.isfinite(value):
-                raise _error(source, path, data, f"found {float(value)}; expected a finite "
-                             f"number (JSON has no NaN or Infinity)")
-            return float(value)
-        if isinstance(value, (list, tuple)):
-            return [walk(v, path + (i,), depth + 1) for i, v in enumerate(value)]
-        if isinstance(value, dict):
-            dups = getattr(value, "duplicates", ())
-            if dups:
-                raise _error(source, path + (dups[0],), data,
-                             f"key {dups[0]!r} appears twice in one object; keep one")
-            out = {}
-            for k, v in value.items():
-                if not isinstance(k, str):
-                    raise _error(source, path, data, f"key {k!r} is not a string; JSON "
-                                 f"object keys are strings")
-                out[k] = walk(v, path + (k,), depth + 1)
-            return out
-        raise _error(source, path, data, f"found {type(value).__name__} {value!r:.60}, which "
-                     f"JSON cannot hold; expected numbers, strings, booleans, lists or objects")
-
     if not isinstance(data, dict):
         raise SchemaError(f"{source}: a model is a JSON object with \"format\", \"inputs\" and "
                           f"\"nodes\"; found {_found(data)}")
-    return walk(data, (), 0)
+    return plain(data, source, problem=lambda path, text: _error(source, path, data, text))
 
 
 def _check_schema(data, source):

@@ -83,16 +83,29 @@ def _running(pid):
     return True
 
 
-def plain(value, where, depth=0):
+def plain(value, where="", problem=None):
     """Copy ``value`` as JSON data: tuples to lists, numpy scalars to Python.
 
-    Anything JSON cannot hold (NaN, a set, an object) is a SchemaError naming ``where``.
+    The one walker of JSON data, for what graphnet writes and for what it reads.
+    Anything JSON cannot hold (NaN, a set, an object, a key given twice) is an
+    error: ``problem(path, text)`` makes it, ``path`` being the keys and indices
+    down to the value; by default a SchemaError naming ``where``.
 
     >>> plain({"shape": (2, np.int64(3))}, "attrs")
     {'shape': [2, 3]}
     """
-    if depth > MAX_DEPTH:
-        raise SchemaError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if problem is None:
+        def problem(path, text):
+            return SchemaError(f"{where}: {text}")
+    return _walk(value, (), problem)
+
+
+_SPELLED = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}  # as a JSON file has them
+
+
+def _walk(value, path, problem):
+    if len(path) > MAX_DEPTH:
+        raise problem(path, f"nested deeper than {MAX_DEPTH} levels")
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, np.bool_):
@@ -101,19 +114,21 @@ def plain(value, where, depth=0):
         return int(value)
     if isinstance(value, (float, np.floating)):
         if not math.isfinite(value):
-            raise SchemaError(f"{where}: {float(value)} is not a finite number; JSON has no "
-                              f"NaN or Infinity")
+            raise problem(path, f"found {_SPELLED[repr(float(value))]}, which is not a number "
+                                f"in JSON; expected a finite number")
         return float(value)
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, (list, tuple)):
-        return [plain(v, where, depth + 1) for v in value]
+        return [_walk(v, path + (i,), problem) for i, v in enumerate(value)]
     if isinstance(value, dict):
+        for k in getattr(value, "duplicates", ()):  # a parsed object that had a key twice
+            raise problem(path + (k,), f"key {k!r} appears twice in one object; keep one")
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise SchemaError(f"{where}: key {k!r} is not a string; JSON keys are strings")
-            out[k] = plain(v, where, depth + 1)
+                raise problem(path, f"key {k!r} is not a string; JSON object keys are strings")
+            out[k] = _walk(v, path + (k,), problem)
         return out
-    raise SchemaError(f"{where}: {type(value).__name__} {value!r:.60} cannot be written as "
-                      f"JSON; use numbers, strings, booleans, lists and dicts")
+    raise problem(path, f"found {type(value).__name__} {value!r:.60}, which JSON cannot hold; "
+                        f"use numbers, strings, booleans, lists and objects")

@@ -160,6 +160,17 @@ class _Pool2d(Op):
         k = attrs["pool_size"]
         return k, attrs["stride"] or k
 
+    def fold(self, ctx, x, combine):
+        """Each window's k*k offsets combined into the output: one numpy call per offset."""
+        k, s = self.window(ctx.attrs)
+        shape = (x.shape[0],) + ctx.output_shape
+        ho, wo = shape[2:]
+        out = ctx.scratch("y", shape, x.dtype)
+        np.copyto(out, _offset(x, 0, 0, s, ho, wo))
+        for off in range(1, k * k):
+            combine(out, _offset(x, off // k, off % k, s, ho, wo), out=out)
+        return out
+
     def to_onnx(self, b, x):
         k, s = self.window(b.attrs)
         return b.op(self.onnx_type, x, kernel_shape=[k, k], strides=[s, s])
@@ -173,13 +184,7 @@ class MaxPool2d(_Pool2d):
     onnx_type = "MaxPool"
 
     def forward(self, ctx, x):
-        k, s = self.window(ctx.attrs)
-        shape = (x.shape[0],) + ctx.output_shape
-        ho, wo = shape[2:]
-        best = ctx.scratch("y", shape, x.dtype)
-        np.copyto(best, _offset(x, 0, 0, s, ho, wo))
-        for off in range(1, k * k):   # a running maximum over the kernel offsets
-            np.maximum(best, _offset(x, off // k, off % k, s, ho, wo), out=best)
+        best = self.fold(ctx, x, np.maximum)   # a running maximum over the kernel offsets
         ctx.x, ctx.y = x, best
         return best
 
@@ -214,13 +219,8 @@ class AvgPool2d(_Pool2d):
     onnx_type = "AveragePool"
 
     def forward(self, ctx, x):
-        k, s = self.window(ctx.attrs)
-        shape = (x.shape[0],) + ctx.output_shape
-        ho, wo = shape[2:]
-        total = ctx.scratch("y", shape, x.dtype)
-        np.copyto(total, _offset(x, 0, 0, s, ho, wo))
-        for off in range(1, k * k):
-            total += _offset(x, off // k, off % k, s, ho, wo)
+        k, _ = self.window(ctx.attrs)
+        total = self.fold(ctx, x, np.add)
         total *= x.dtype.type(1 / (k * k))
         ctx.xshape = x.shape
         return total
