@@ -12,7 +12,7 @@ GENERATED = ["moons", "spirals", "xor", "sine"]
 
 def test_every_builtin_dataset_is_a_plugin():
     names = {e.name for e in gn.plugins.entries("dataset")}
-    assert {"digits", *GENERATED} <= names
+    assert {"digits", "wine", *GENERATED} <= names
     for e in gn.plugins.entries("dataset"):
         if e.name in GENERATED:
             assert e.distribution == "graphnet"
@@ -31,6 +31,21 @@ def test_digits_split_is_fixed_stratified_and_scaled():
     assert np.all(np.abs(frac - 0.2) < 0.02)
     again = ds.load("digits")
     assert np.array_equal(again["test"]["x"], te["x"])
+
+
+def test_wine_is_the_uci_data_with_a_fixed_stratified_split():
+    data = ds.load("wine")
+    tr, te = data["train"], data["test"]
+    assert tr["x"].shape == (133, 13) and te["x"].shape == (45, 13)
+    assert tr["x"].dtype == np.float32 and tr["y"].dtype == np.int64
+    y = np.concatenate([tr["y"], te["y"]])
+    assert np.array_equal(np.bincount(y), [59, 71, 48])      # UCI's class sizes
+    frac = np.bincount(te["y"]) / np.bincount(y)
+    assert np.all(np.abs(frac - 0.25) < 0.02)
+    x = np.concatenate([tr["x"], te["x"]])
+    assert x[:, 12].max() == 1680 and 0.1 < x[:, 7].min() < 0.2   # raw units (proline, ...)
+    assert len(np.unique(x, axis=0)) == 178                  # no sample in both parts
+    assert np.array_equal(ds.load("wine")["test"]["x"], te["x"])
 
 
 @pytest.mark.parametrize("name", GENERATED)

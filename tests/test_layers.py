@@ -3,11 +3,13 @@ installed), batch_norm's running statistics and modes, buffers in checkpoints an
 resumes, normalize's adapt, embedding ids. Gradients: tests/test_ops.py CASES."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import graphnet as gn
+from graphnet.serialize import graph_from_json
 from graphnet.testing import check_op
 
 
@@ -373,6 +375,16 @@ def test_fit_adapts_normalize_once_from_the_training_data():
     np.testing.assert_allclose(model.buffers["norm.mean"], data["x"].mean(axis=0))  # kept
     model.adapt({"x": data["x"][:5]})                   # asked for: adapts again
     np.testing.assert_allclose(model.buffers["norm.mean"], data["x"][:5].mean(axis=0))
+
+
+def test_normalize_adapts_to_the_wine_training_split():
+    train = gn.datasets.load("wine")["train"]
+    g = graph_from_json(Path(__file__).parents[1] / "examples/models/wine_normalize.json")
+    model = gn.Model(g, dtype="float64")
+    model.fit({"x": train["x"], "label": train["y"]}, epochs=1, batch_size=16, progress=False)
+    np.testing.assert_allclose(model.buffers["norm.mean"], train["x"].mean(axis=0, dtype=np.float64))
+    np.testing.assert_allclose(model.buffers["norm.variance"], train["x"].var(axis=0, dtype=np.float64))
+    assert model.buffers["norm.count"] == len(train["x"])
 
 
 def test_adapt_combines_batches_exactly():

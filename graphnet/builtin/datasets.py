@@ -1,4 +1,4 @@
-"""Builtin datasets: the shipped digits and four generated, seeded toy sets."""
+"""Builtin datasets: the shipped digits and wine, and four generated, seeded toy sets."""
 
 import inspect
 
@@ -17,6 +17,7 @@ def _generated(name, fn):
 def graphnet_datasets():
     return [
         Dataset("digits", datasets.load_digits, doc=inspect.getdoc(datasets.load_digits)),
+        Dataset("wine", datasets.load_wine, doc=inspect.getdoc(datasets.load_wine)),
         _generated("moons", datasets.make_moons),
         _generated("spirals", datasets.make_spirals),
         _generated("xor", datasets.make_xor),
