@@ -194,8 +194,12 @@ from graphnet.cli import main
 try:
     code = main()
 finally:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and
+    # exec, so a large test process would be counted as this one's peak
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
     with open(os.environ["RSS_FILE"], "w") as f:
-        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        f.write(peak)
 sys.exit(code)
 """
 
