@@ -35,7 +35,7 @@ import re
 import sys
 
 from .errors import GraphnetError, did_you_mean
-from .runs import parse_value, read_json, resolve, train_run
+from .runs import parse_value, read_json, resolve, train_run, write_json
 from .util import atomic_write
 
 EXECUTORS = ("serial", "processes", "dask")
@@ -356,10 +356,7 @@ def _row(cell, name, metrics, error=None):
 
 def write_results(out, rows, keys):
     """results.json (a list of rows) and results.csv (a header, a line per row), atomically."""
-    import json
-    text = json.dumps(rows, indent=2) + "\n"
-    atomic_write(os.path.join(out, "results.json"), lambda f: f.write(text.encode()),
-                 GraphnetError)
+    write_json(os.path.join(out, "results.json"), rows)
     columns = [*keys, *SCORES, "run", "error"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, lineterminator="\n")
