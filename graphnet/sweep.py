@@ -42,7 +42,7 @@ import sys
 import time
 from typing import NamedTuple
 
-from .errors import GraphnetError, Terminated, did_you_mean
+from .errors import GraphnetError, Terminated, did_you_mean, one_line
 from .runs import parse_value, read_json, resolve, train_run, write_json
 from .util import atomic_write
 
@@ -192,7 +192,7 @@ def _call(fn, cell):
     try:
         return Outcome(fn(cell))
     except Exception as exc:   # any failure of one cell is its outcome; the others go on
-        text = _one_line(exc)
+        text = one_line(exc)
         return Outcome(None, text if isinstance(exc, GraphnetError) else
                        f"{type(exc).__name__}: {text}")
     except KeyboardInterrupt:
@@ -351,7 +351,7 @@ def _gather(pool, fn, items, lost=None):
                 lost.append(index)
                 continue
             except Exception as exc:   # the executor gave up on the cell (a dask KilledWorker)
-                outcome = Outcome(None, f"{type(exc).__name__}: {_one_line(exc)}")
+                outcome = Outcome(None, f"{type(exc).__name__}: {one_line(exc)}")
             yield index, outcome
     finally:
         for future in futures:
@@ -429,7 +429,7 @@ def _dask(scheduler, workers):
             client = Client(scheduler, timeout=10)
         except (OSError, TimeoutError, ValueError) as exc:
             raise SweepError(f"cannot reach the dask scheduler at {scheduler!r}: "
-                             f"{_one_line(exc)}") from None
+                             f"{one_line(exc)}") from None
         with client:
             yield client
         return
@@ -537,8 +537,3 @@ def _cell_line(row, done, total):
     if row["test_accuracy"] is not None:
         text += f", accuracy {row['test_accuracy']:.2%}"
     return text + f" ({row['seconds']:.1f} s)"
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
-
