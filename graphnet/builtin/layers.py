@@ -46,6 +46,17 @@ def _batch_last(dst, x):
         np.copyto(dst[..., s:s + 8], x[s:s + 8].transpose(axes))
 
 
+def _prepared(ctx, key, shape, dtype, prepare):
+    """``ctx.scratch(key, shape, dtype)``, given to ``prepare`` once each time it is made:
+    what that sets (a zero border, a row of ones) stays, later steps writing elsewhere."""
+    buf = ctx.scratch(key, shape, dtype)
+    done = ctx.__dict__.setdefault("prepared", {})
+    if done.get(key) is not buf:
+        prepare(buf)
+        done[key] = buf
+    return buf
+
+
 class Conv2d(Op):
     """2-d convolution (cross-correlation, as torch.nn.Conv2d) of (C, H, W) images.
 
@@ -99,19 +110,20 @@ class Conv2d(Op):
         n, c, h, w = x.shape
         f, ho, wo = ctx.output_shape
         k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
-        xp = ctx.scratch("xp", (c, h + 2 * p, w + 2 * p, n), x.dtype)
-        if ctx.__dict__.get("zeroed") is not xp:   # the border stays zero from step to step
-            xp.fill(0)
-            ctx.zeroed = xp
+        r = c * k * k
+        xp = _prepared(ctx, "xp", (c, h + 2 * p, w + 2 * p, n), x.dtype, lambda a: a.fill(0))
         _batch_last(xp[:, p:p + h, p:p + w], x)
-        cols = ctx.scratch("cols", (c, k, k, ho, wo, n), x.dtype)
+        # rows (channel, kernel row, kernel col) and a row of ones that meets the bias
+        cols = _prepared(ctx, "cols", (r + (bias is not None), ho * wo * n), x.dtype,
+                         lambda a: a[r:].fill(1))
+        windows = cols[:r].reshape(c, k, k, ho, wo, n)
         for i, j, view in self._windows(ctx, xp):
-            np.copyto(cols[:, i, j], view)
-        cols = cols.reshape(c * k * k, ho * wo * n)
-        wmat = weight.reshape(f, c * k * k)
-        y = np.matmul(wmat, cols, out=ctx.scratch("ymat", (f, ho * wo * n), x.dtype))
+            np.copyto(windows[:, i, j], view)
+        wmat = ctx.scratch("wmat", (f, cols.shape[0]), x.dtype)
+        wmat[:, :r] = weight.reshape(f, r)
         if bias is not None:
-            y += bias[:, None]
+            wmat[:, r] = bias
+        y = np.matmul(wmat, cols, out=ctx.scratch("ymat", (f, ho * wo * n), x.dtype))
         ctx.cols, ctx.wmat, ctx.xshape = cols, wmat, x.shape
         out = ctx.scratch("y", (n, f, ho, wo), x.dtype)
         np.copyto(out.reshape(n, f * ho * wo), y.reshape(f * ho * wo, n).T)
@@ -121,18 +133,23 @@ class Conv2d(Op):
         n, c, h, w = ctx.xshape
         f, ho, wo = ctx.output_shape
         k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
+        r = c * k * k
         dyt = ctx.scratch("dyt", (f, ho, wo, n), dy.dtype)
         _batch_last(dyt, dy)
         dymat = dyt.reshape(f, ho * wo * n)
+        # (C k k + 1, filters), the last row the bias's: BLAS is faster with the long
+        # side of the product as rows
+        dwt = np.matmul(ctx.cols, dymat.T, out=ctx.scratch("dwt", (len(ctx.cols), f),
+                                                            dy.dtype))
         pg = ctx.param_grads or (None, None)
-        dw = pg[0] if pg[0] is not None else np.empty((f, c, k, k), dy.dtype)
-        np.matmul(dymat, ctx.cols.T, out=dw.reshape(f, c * k * k))
-        grads = [None, dw]
+        grads = [None, pg[0] if pg[0] is not None else np.empty((f, c, k, k), dy.dtype)]
+        np.copyto(grads[1].reshape(f, r), dwt[:r].T)
         if len(ctx.needs_grad) == 3:
-            grads.append(np.add.reduce(dymat, axis=1, out=pg[1] if len(pg) > 1 else None))
+            grads.append(pg[1] if len(pg) > 1 and pg[1] is not None else np.empty(f, dy.dtype))
+            np.copyto(grads[2], dwt[r])
         if ctx.needs_grad[0]:
-            dcols = np.matmul(ctx.wmat.T, dymat, out=ctx.scratch("dcols", ctx.cols.shape,
-                                                                   dy.dtype))
+            dcols = np.matmul(ctx.wmat[:, :r].T, dymat,
+                              out=ctx.scratch("dcols", (r, ho * wo * n), dy.dtype))
             dcols = dcols.reshape(c, k, k, ho, wo, n)
             dxp = ctx.scratch("dxp", (c, h + 2 * p, w + 2 * p, n), dy.dtype)
             dxp.fill(0)
