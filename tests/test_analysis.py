@@ -258,9 +258,10 @@ def test_rise_peak_skips_the_underfitting_start():
     assert analysis.rise_peak([3, 2, 1]) is None
 
 
-def test_noisy_labels_flip_the_asked_fraction_to_other_classes():
+def test_flip_labels_flip_the_asked_fraction_to_other_classes():
+    from graphnet.datasets import flip_labels
     y = np.arange(1000) % 10
-    noisy = analysis.noisy_labels(y, 0.2, 10, np.random.default_rng(0))
+    noisy = flip_labels(y, 0.2, 10, np.random.default_rng(0))
     changed = noisy != y
     assert 0.15 < changed.mean() < 0.25
     assert noisy.min() >= 0 and noisy.max() < 10
