@@ -50,11 +50,11 @@ def random_features(args):
 
 
 def mlps(args):
-    n_train, noise = (150, 0.2) if args.quick else (300, 0.2)
+    n_train, noise = (100, 0.2) if args.quick else (300, 0.2)
     widths = [1, 2, 4, 8, 16, 32] if args.quick else [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32,
                                                           64, 128]
     seeds = [0, 1, 2] if args.quick else [0, 1, 2, 3, 4]
-    epochs = 600 if args.quick else 3000
+    epochs = 400 if args.quick else 3000
     r = analysis.mlp_double_descent(widths, seeds, train_size=n_train, label_noise=noise,
                                     epochs=epochs, out=args.out / "double_descent_mlp",
                                     progress=sys.stderr.isatty(), **executor(args))
@@ -74,8 +74,10 @@ def mlps(args):
         if fitted is not None:
             where = "at" if peak == fitted else "below" if peak < fitted else "beyond"
             verdict += f", {where} the first size that fits every noisy label"
+    verdict += (f"; the mean test loss peaks at {r['loss_peak']:,} params"
+                if r["loss_peak"] is not None else "; the mean test loss never rises")
     print(f"  interpolation threshold #train x #classes = {n_train} x 10 = {threshold:,} "
-          f"params; every seed fits every noisy label from {fitted} params on; {verdict}")
+          f"params; every seed fits every noisy label from {fitted} params on;\n  {verdict}")
     return {**{k: v for k, v in r.items() if k != "rows"}, "n_train": n_train,
             "label_noise": noise, "epochs": epochs, "verdict": verdict}
 

@@ -611,17 +611,18 @@ def mlp_double_descent(widths, seeds, *, train_size, label_noise, epochs, lr=1e-
     ``"threshold"`` (``train_size * 10`` params: the interpolation threshold
     of a 10-class net as Belkin et al. 2019 place it), ``"interpolates_from"``
     (the params of the first width at which every seed fits every noisy
-    training label, or None) and ``"peak"`` (the params where the mean test
-    error climbs highest, ``rise_peak``, or None).
+    training label, or None), ``"peak"`` (the params where the mean test
+    error climbs highest, ``rise_peak``, or None) and ``"loss_peak"`` (the same
+    for the mean test loss).
     """
     from .sweep import sweep
     graph = mlp(64, [int(widths[0])], 10, activation="relu", loss="softmax_cross_entropy",
                 name="digits_double_descent")
+    options = {"train_size": train_size, "label_noise": label_noise, "noise_seed": noise_seed}
     rows = sweep(graph.to_dict(), {"fc1.units": list(widths), "seed": list(seeds)}, out=out,
-                 dataset="digits", optimizer="adam", lr=lr, epochs=epochs,
-                 batch_size=train_size, dataset_options={
-                     "train_size": train_size, "label_noise": label_noise,
-                     "noise_seed": noise_seed}, **where)
+                 dataset="digits", dataset_options=options, optimizer="adam", lr=lr,
+                 epochs=epochs, batch_size=train_size, checkpoint_every=_checkpoints(epochs),
+                 **where)
     failed = next((r for r in rows if r["error"]), None)
     if failed:
         raise GraphnetError(f"double-descent cell {failed['run']} failed: {failed['error']}")
@@ -635,9 +636,16 @@ def mlp_double_descent(widths, seeds, *, train_size, label_noise, epochs, lr=1e-
               "threshold": train_size * 10}
     fitted = [p for p, worst in zip(params, result["train_error"]["max"]) if worst == 0]
     result["interpolates_from"] = fitted[0] if fitted else None
-    rise = rise_peak(result["test_error"]["mean"])
-    result["peak"] = params[rise] if rise is not None else None
+    for key, metric in (("peak", "test_error"), ("loss_peak", "test_loss")):
+        rise = rise_peak(result[metric]["mean"])
+        result[key] = params[rise] if rise is not None else None
     return result
+
+
+def _checkpoints(epochs):
+    """checkpoint_every for cells of many one-step epochs: five checkpoints a cell (each
+    is fsynced and holds the history so far; an interrupted cell resumes from the last)."""
+    return max(1, epochs // 5)
 
 
 def over_seeds(rows, key, metric):
@@ -723,7 +731,8 @@ def approximation_widths(targets, widths, *, seeds=(0,), steps=2000, lr=1e-2, n_
     rows = sweep(graph.to_dict(), {"dataset.f": list(targets), "fc1.units": list(widths),
                                    "seed": list(seeds)}, out=out, dataset="function",
                  dataset_options={"n": n_train, "n_test": n_test}, optimizer="adam",
-                 lr=schedule, epochs=steps, batch_size=n_train, **where)
+                 lr=schedule, epochs=steps, batch_size=n_train,
+                 checkpoint_every=_checkpoints(steps), **where)
     failed = next((r for r in rows if r["error"]), None)
     if failed:
         raise GraphnetError(f"approximation cell {failed['run']} failed: {failed['error']}")
