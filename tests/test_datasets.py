@@ -95,6 +95,18 @@ def test_sine_is_a_noiseless_regression_on_the_asked_range():
     assert np.abs(d["x"]).max() <= 2 * np.pi and np.abs(d["x"]).max() > np.pi
 
 
+def test_function_is_a_target_on_even_grids():
+    d = ds.load("function", f="|x|", n="5", n_test=9)
+    np.testing.assert_allclose(d["train"]["x"][:, 0], [-1, -0.5, 0, 0.5, 1])
+    np.testing.assert_allclose(d["train"]["y"], np.abs(d["train"]["x"]))
+    assert d["test"]["x"].shape == d["test"]["y"].shape == (9, 1)
+    saw = ds.load("function", f="sawtooth", n=9)["train"]["y"][:, 0]
+    np.testing.assert_allclose(saw, [-1, 1, -1, 1, -1, 1, -1, 1, -1])
+    with pytest.raises(DataError, match=r"option f must be one of sin\(3x\), \|x\|, step, "
+                                        r"sawtooth, got 'stpe' \(did you mean 'step'"):
+        ds.load("function", f="stpe")
+
+
 def test_options_given_as_strings_are_converted():
     d = ds.load("spirals", n="90", classes="3", noise="0.5")
     assert len(d["train"]["x"]) + len(d["test"]["x"]) == 90
@@ -141,9 +153,36 @@ def test_a_plugin_dataset_that_fails_or_returns_junk_is_named():
         gn.plugins.unregister(name)
 
 
-def test_digits_takes_no_options():
+def test_wine_takes_no_options():
     with pytest.raises(DataError, match="takes no options"):
-        ds.load("digits", n=5)
+        ds.load("wine", n=5)
+
+
+def test_digits_train_size_and_label_noise():
+    full = ds.load("digits")
+    d = ds.load("digits", train_size="300", label_noise="0.2", noise_seed="3")
+    assert len(d["train"]["y"]) == 300
+    np.testing.assert_array_equal(d["train"]["x"], full["train"]["x"][:300])
+    np.testing.assert_array_equal(d["test"]["y"], full["test"]["y"])     # the test split stays clean
+    flipped = d["train"]["y"] != full["train"]["y"][:300]
+    assert 0.14 < flipped.mean() < 0.26 and d["train"]["y"].max() <= 9
+    again = ds.load("digits", train_size=300, label_noise=0.2, noise_seed=3)
+    np.testing.assert_array_equal(again["train"]["y"], d["train"]["y"])
+    other = ds.load("digits", train_size=300, label_noise=0.2, noise_seed=4)
+    assert np.any(other["train"]["y"] != d["train"]["y"])
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"n": 5}, "no option 'n'"),
+    ({"train_size": 0}, "train_size must be an integer >= 1"),
+    ({"train_size": 5000}, "train_size is at most the 1438 training samples"),
+    ({"label_noise": 1.5}, "label_noise is the fraction of training labels to flip"),
+    ({"label_noise": -0.1}, "label_noise must be a finite number >= 0"),
+])
+def test_bad_digits_options_are_named(options, words):
+    with pytest.raises(DataError) as info:
+        ds.load("digits", **options)
+    assert words in str(info.value) and "digits" in str(info.value)
 
 
 # --- files ----------------------------------------------------------------------
@@ -224,6 +263,23 @@ def test_bad_csv_is_named(tmp_path, text, kwargs, words):
     with pytest.raises(DataError) as info:
         ds.load_file(path, **kwargs)
     assert words in str(info.value) and "d.csv" in str(info.value)
+
+
+def test_csv_is_read_in_blocks_with_each_line_named_by_its_number_in_the_file(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(ds, "_BLOCK", 3)   # block edges fall on every kind of line below
+    path = tmp_path / "d.csv"
+    lines = ["", "a,b,label", "1,2,0", "", " , ", '"3", 4 ,1', "1_0,6,0", "  ", "7,8e0,1", ""]
+    path.write_bytes("\r\n".join(lines).encode())
+    arrays = ds.load_file(path)
+    assert arrays["x"].tolist() == [[1, 2], [3, 4], [10, 6], [7, 8]]
+    assert arrays["y"].tolist() == [0, 1, 0, 1] and arrays["y"].dtype == np.int64
+    for bad, words in (("7,oops,1", "line 9, column 'b': 'oops' is not a number"),
+                       ("7,8", "line 9: 2 fields, expected 3"),
+                       ("7,inf,1", "line 9, column 'b': 'inf' is not a finite number")):
+        path.write_text("\n".join(lines[:8] + [bad]))
+        with pytest.raises(DataError, match=words):
+            ds.load_file(path)
 
 
 def test_split_is_seeded_and_complete():
@@ -339,6 +395,43 @@ def test_any_csv_loads_or_raises_data_error(tmp_path, rows, x, y):
     assert arrays["x"].ndim == 2 and len(arrays["x"]) >= 1
     if "y" in arrays:
         assert len(arrays["y"]) == len(arrays["x"])
+
+
+NUMBERS = st.one_of(st.integers(-10**6, 10**6).map(str),
+                    st.floats(-1e30, 1e30, allow_nan=False).map(repr),
+                    st.floats(-1e3, 1e3, allow_nan=False).map(lambda v: f" {v:.3e} "),
+                    st.integers(0, 9).map(lambda v: f'"{v}"'))
+
+
+@settings(max_examples=60, deadline=None)
+@given(table=st.integers(1, 4).flatmap(lambda width: st.lists(
+           st.lists(NUMBERS, min_size=width, max_size=width), min_size=1, max_size=12)),
+       blanks=st.lists(st.sampled_from(["", " ", ",", " , "]), max_size=4),
+       newline=st.sampled_from(["\n", "\r\n"]), block=st.sampled_from([1, 2, 5, 1 << 16]))
+def test_any_csv_of_numbers_loads_as_python_reads_its_cells(tmp_path_factory, table, blanks,
+                                                            newline, block):
+    import csv
+    width = len(table[0])
+    lines = [",".join(row) for row in table]
+    for i, blank in enumerate(blanks):   # blank lines anywhere after the first row
+        lines.insert(1 + (i * 5) % len(lines), blank)
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_bytes(newline.join(["h" + ",h".join(map(str, range(width)))] + lines).encode())
+    want = np.array([[float(c) for c in row] for row in csv.reader(lines)
+                     if any(c.strip() for c in row)], dtype=np.float32)
+    saved, ds._BLOCK = ds._BLOCK, block
+    try:
+        arrays = ds.load_file(path)
+    finally:
+        ds._BLOCK = saved
+    assert arrays["x"].dtype == np.float32 and np.array_equal(arrays["x"], want)
+
+
+def test_a_csv_target_of_integers_beyond_int64_stays_float(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,1e30\n2,-3\n")
+    y = ds.load_file(path)["y"]
+    assert y.dtype == np.float64 and y.tolist() == [1e30, -3]
 
 
 ARRAYS = hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.int64, np.bool_]),
