@@ -1,19 +1,27 @@
-"""The fit loop's overhead per batch over a bare forward/backward/step loop.
+"""The fit loop against a bare forward/backward/step loop over the same batches.
 
-    python benchmarks/bench_fit.py [--repeat 5]
+    python benchmarks/bench_fit.py [--rounds 41] [--epochs 5]
 
-Both loops train the same model on the same batches; the bare loop slices
-fixed batches and does nothing else. fit also shuffles (one copy of the data
-per epoch), computes the metrics, runs the NaN/Inf guard and its callbacks.
-Times are CPU seconds of this process (``time.process_time``, less disturbed
-by other processes than the wall clock), the best of ``--repeat`` rounds in
-which every variant runs once, in microseconds per batch; the variants switch
-fit's extras off one at a time to show where the overhead goes. BLAS is
-pinned to one thread so that its thread pool does not blur the CPU time.
+The bare loop is what a user writes by hand: every epoch one permutation of
+the samples from the generator fit uses (``seed=0``), the data taken in that
+order, then for each slice of ``batch_size`` rows ``model.forward(feeds,
+training=True)``, ``grads = model.backward(out=grads)`` and ``opt.step``;
+nothing else. fit does the same and also computes the metrics, runs the
+NaN/Inf guard, records the History and calls its callbacks (none here).
+Before timing, both train one epoch from the same init and must end with
+bit-identical params: the same batches, the same numbers.
+
+Times are by the wall clock, BLAS on one thread; the variants run interleaved,
+round after round (the first rotating), each round one fit call of
+``--epochs`` epochs (its setup included) per variant; the report is the
+median per batch and the median over the rounds of the ratio to the bare
+loop of the same round. The variants switch fit's
+extras off one at a time to show where the overhead goes.
 """
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,8 +31,17 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 import graphnet as gn  # noqa: E402
 from graphnet.datasets import load_digits  # noqa: E402
+
+# (hidden units, batch size): the first is bench_mlp.py's digits config, the target
+CONFIGS = ((128, 64), (128, 32), (128, 1), (16, 8), (512, 256))
+VARIANTS = (("fit (defaults)", {}),
+            ("fit, metrics=None", {"metrics": None}),
+            ("fit, nan_guard=False", {"nan_guard": False}),
+            ("fit, both off", {"metrics": None, "nan_guard": False}))
 
 
 def digits_mlp(hidden):
@@ -38,62 +55,86 @@ def digits_mlp(hidden):
     return g
 
 
-def bare(model, data, batch_size, epochs):
+def bare(model, data, batch_size, epochs, seed=0):
+    """The hand-written loop over fit's batches (fit's shuffle: one permutation per epoch
+    from ``default_rng(seed)``); returns the optimizer's step count."""
     opt = gn.optimizer("adam", lr=1e-3)
+    rng = np.random.default_rng(seed)
     n = len(data["y"])
-    batches = [{k: v[lo:lo + batch_size] for k, v in data.items()}
-               for lo in range(0, n, batch_size)]
-    t0 = time.process_time()
     grads = None
     for _ in range(epochs):
-        for feeds in batches:
-            model.forward(feeds, training=True)
+        order = rng.permutation(n)
+        arrays = {k: v[order] for k, v in data.items()}
+        for lo in range(0, n, batch_size):
+            model.forward({k: v[lo:lo + batch_size] for k, v in arrays.items()}, training=True)
             grads = model.backward(out=grads)
             opt.step(model.params, grads)
-    return time.process_time() - t0, epochs * len(batches)
+    return opt.step_count
 
 
 def fitted(model, data, batch_size, epochs, **kw):
     opt = gn.optimizer("adam", lr=1e-3)
-    t0 = time.process_time()
-    model.fit(data, optimizer=opt, epochs=epochs, batch_size=batch_size, progress=False, **kw)
-    return time.process_time() - t0, opt.step_count
+    model.fit(data, optimizer=opt, epochs=epochs, batch_size=batch_size, progress=False,
+              seed=0, **kw)
+    return opt.step_count
 
 
-def measure(graph, data, batch_size, epochs, repeat, variants):
-    """Best microseconds per batch of the bare loop and of each fit variant, interleaved."""
-    times = {label: [] for label in ["bare"] + [v[0] for v in variants]}
-    for _ in range(repeat):
-        seconds, steps = bare(gn.Model(graph, seed=0), data, batch_size, epochs)
-        times["bare"].append(seconds / steps * 1e6)
-        for label, kw in variants:
-            seconds, steps = fitted(gn.Model(graph, seed=0), data, batch_size, epochs, **kw)
-            times[label].append(seconds / steps * 1e6)
-    return {label: min(t) for label, t in times.items()}
+def check_same(graph, data, batch_size):
+    """One epoch of each from the same init must give bit-identical params."""
+    a, b = gn.Model(graph, seed=0), gn.Model(graph, seed=0)
+    bare(a, data, batch_size, 1)
+    fitted(b, data, batch_size, 1)
+    if not np.array_equal(a.params.flat, b.params.flat):
+        raise SystemExit("fit and the bare loop trained different params: not the same batches")
 
 
-def main():
+def measure(graph, data, batch_size, epochs, rounds):
+    """Per variant: the median seconds per batch, and the median over the rounds of its
+    ratio to the bare loop of the same round (which a change of load between rounds
+    leaves alone)."""
+    runs = {"bare": lambda m: bare(m, data, batch_size, epochs)}
+    for label, kw in VARIANTS:
+        runs[label] = lambda m, kw=kw: fitted(m, data, batch_size, epochs, **kw)
+    times = {label: [] for label in runs}
+    names = list(runs)
+    for r in range(rounds + 1):
+        for label in names[r % len(names):] + names[:r % len(names)]:
+            model = gn.Model(graph, seed=0)
+            t0 = time.perf_counter()
+            steps = runs[label](model)
+            if r:                                   # round 0 warms up
+                times[label].append((time.perf_counter() - t0) / steps)
+    ratios = {label: statistics.median(t / b for t, b in zip(times[label], times["bare"]))
+              for label in names}
+    return {label: statistics.median(t) for label, t in times.items()}, ratios
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=4)
-    args = parser.parse_args()
-    data = {k: v for k, v in load_digits()["train"].items()}
-    variants = [("fit (defaults)", {}),
-                ("fit, shuffle=False", {"shuffle": False}),
-                ("fit, metrics=None", {"metrics": None}),
-                ("fit, nan_guard=False", {"nan_guard": False}),
-                ("fit, all three off", {"shuffle": False, "metrics": None, "nan_guard": False})]
-    print(f"digits train split ({len(data['y'])} samples), adam, float32, best of "
-          f"{args.repeat}; microseconds per batch")
-    for hidden, batch_size in ((128, 32), (128, 1), (16, 8), (512, 256)):
+    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--configs", type=int, default=len(CONFIGS),
+                        help="how many of the configs to run, the digits target first")
+    args = parser.parse_args(argv)
+    split = load_digits()["train"]
+    data = {"x": split["x"].astype(np.float32), "y": split["y"].astype(np.int64)}
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; digits train split "
+          f"({len(data['y'])} samples), adam, float32, {args.epochs} epochs per call, median "
+          f"of {args.rounds} interleaved rounds by the wall clock; microseconds per batch")
+    results = {}
+    for hidden, batch_size in CONFIGS[:args.configs]:
         graph = digits_mlp(hidden)
-        epochs = max(1, args.epochs // 4) if batch_size == 1 else args.epochs
-        result = measure(graph, data, batch_size, epochs, args.repeat, variants)
-        base = result.pop("bare")
+        check_same(graph, data, batch_size)
+        epochs = 1 if batch_size == 1 else args.epochs
+        result, ratios = measure(graph, data, batch_size, epochs, args.rounds)
         print(f"\n64-{hidden}-10 MLP, batch_size={batch_size}")
-        print(f"  {'bare forward/backward/step':28s} {base:9.1f}")
+        print(f"  {'bare forward/backward/step':26s} {result['bare'] * 1e6:8.1f}")
         for label, t in result.items():
-            print(f"  {label:28s} {t:9.1f}   overhead {t - base:+8.1f} ({(t / base - 1):+.0%})")
+            if label != "bare":
+                print(f"  {label:26s} {t * 1e6:8.1f}   {ratios[label]:.3f}x")
+        results[(hidden, batch_size)] = result, ratios
+    return results
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .errors import DataError, GraphnetError, Terminated, on_sigterm
+from .errors import DataError, GraphnetError, Terminated, on_sigterm, one_line
 from .util import atomic_write
 
 PROG = "graphnet"
@@ -382,19 +382,15 @@ def _first(feeds):
     return next(iter(feeds.values()))
 
 
-def _one_line(exc):
-    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-
-
 def _print_error(exc, prog=PROG):
     """One line per problem on stderr: a model file's several problems each get theirs."""
     for problem in getattr(exc, "problems", None) or [exc]:
-        print(f"{prog}: error: {_one_line(problem)}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(problem)}", file=sys.stderr)
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):
     """warnings.showwarning for the command: one line, without the source line quoted."""
-    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+    print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
 
 
 # --- the parser -----------------------------------------------------------------------

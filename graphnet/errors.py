@@ -96,6 +96,18 @@ def did_you_mean(name, choices):
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
 
 
+def one_line(exc):
+    """An exception (or a warning) as one line, for a terminal or a table cell: its message
+    with each run of whitespace made one space, or its type's name when it says nothing.
+
+    >>> one_line(ValueError("node 'fc1':\\n    units must be >= 1"))
+    "node 'fc1': units must be >= 1"
+    >>> one_line(KeyError())
+    'KeyError'
+    """
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def origin(obj):
     """Where a plugin object's code comes from, for error messages: its module and the
     distribution that installed it, e.g. "module graphnet_contrib.ops (distribution

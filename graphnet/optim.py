@@ -33,6 +33,7 @@ buffer, one fused expression), as long as it starts with
 ``state_dict()``.
 """
 
+import functools
 import math
 import numbers
 import operator
@@ -41,6 +42,22 @@ import numpy as np
 
 from .errors import GraphnetError, PluginError, did_you_mean, origin
 from .lr_schedules import Schedule
+
+
+def _named_step(step):
+    """Make a failure of an optimizer's own code in ``step`` a PluginError naming the
+    optimizer and where it comes from (the try costs nothing until it raises)."""
+    @functools.wraps(step)
+    def named_step(self, *args, **kwargs):
+        try:
+            return step(self, *args, **kwargs)
+        except GraphnetError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"optimizer {self.name!r} from {origin(type(self))} raised "
+                              f"{type(exc).__name__} in step {self.step_count}: {exc}") from exc
+    named_step.names_failures = True
+    return named_step
 
 
 class Optimizer:
@@ -101,32 +118,35 @@ class Optimizer:
         raise NotImplementedError(f"optimizer {self.name!r} does not implement update()")
 
     # --- stepping ----------------------------------------------------------
+    @_named_step
     def step(self, params, grads):
         """Apply one update to every param that has a grad, in place.
 
-        A failure of the optimizer's own code (``init_state``, ``update``) is a
-        PluginError naming the optimizer and where it comes from."""
+        A failure of the optimizer's own code (``init_state``, ``update``, or an
+        override of ``step``) is a PluginError naming the optimizer and where it
+        comes from."""
         grads = self.begin_step(grads)
         step = self.step_count
-        try:   # costs nothing until it raises
-            if self.elementwise and self._step_flat(params, grads, step):
-                return
-            for name, grad in grads.items():
-                try:
-                    param = params[name]
-                except KeyError:
-                    raise GraphnetError(f"optimizer {self.name!r}: there is a gradient for "
-                                        f"{name!r} but no such param"
-                                        f"{did_you_mean(name, params)}") from None
-                state = self.state.get(name)
-                if state is None:
-                    state = self.state[name] = self.init_state(param)
-                self.update(param, grad, state, step)
-        except GraphnetError:
-            raise
-        except Exception as exc:
-            raise PluginError(f"optimizer {self.name!r} from {origin(type(self))} raised "
-                              f"{type(exc).__name__} in step {step}: {exc}") from exc
+        if self.elementwise and self._step_flat(params, grads, step):
+            return
+        for name, grad in grads.items():
+            try:
+                param = params[name]
+            except KeyError:
+                raise GraphnetError(f"optimizer {self.name!r}: there is a gradient for "
+                                    f"{name!r} but no such param"
+                                    f"{did_you_mean(name, params)}") from None
+            state = self.state.get(name)
+            if state is None:
+                state = self.state[name] = self.init_state(param)
+            self.update(param, grad, state, step)
+
+    def __init_subclass__(cls, **kwargs):
+        """An override of ``step`` gets the failure naming the base ``step`` has."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("step")
+        if callable(own) and not getattr(own, "names_failures", False):
+            cls.step = _named_step(own)
 
     def _step_flat(self, params, grads, step):
         """One ``update`` over the flat arrays behind ``params`` and ``grads`` (a few

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 
 from .callbacks import Callback
-from .errors import DataError, GraphnetError, did_you_mean
+from .errors import DataError, GraphnetError, did_you_mean, one_line
 from .util import atomic_write
 
 CHECKPOINT = "model.npz"
@@ -318,7 +318,7 @@ def _render(model, path):
     try:
         render(model, path)
     except GraphnetError as exc:
-        return "warning: graph.svg not written: " + " ".join(str(exc).split())
+        return "warning: graph.svg not written: " + one_line(exc)
     return None
 
 

@@ -34,7 +34,7 @@ import os
 import re
 import sys
 
-from .errors import GraphnetError, did_you_mean
+from .errors import GraphnetError, did_you_mean, one_line
 from .runs import parse_value, read_json, resolve, train_run, write_json
 from .util import atomic_write
 
@@ -126,7 +126,7 @@ def run_cell(model, name, settings):
     try:
         result = train_run(model, **settings)
     except Exception as exc:   # any failure of one cell is its row; the sweep goes on
-        text = _one_line(exc)
+        text = one_line(exc)
         return None, text if isinstance(exc, GraphnetError) else f"{type(exc).__name__}: {text}"
     return result.metrics, None
 
@@ -264,7 +264,7 @@ def _gather(pool, model, todo, lost=None):
                 lost.append(index)
                 continue
             except Exception as exc:   # the executor gave up on the cell (a dask KilledWorker)
-                metrics, error = None, f"{type(exc).__name__}: {_one_line(exc)}"
+                metrics, error = None, f"{type(exc).__name__}: {one_line(exc)}"
             yield index, _row(cell, name, metrics, error)
     finally:
         for future in futures:
@@ -329,7 +329,7 @@ def _dask(scheduler, workers):
             client = Client(scheduler, timeout=10)
         except (OSError, TimeoutError, ValueError) as exc:
             raise SweepError(f"cannot reach the dask scheduler at {scheduler!r}: "
-                             f"{_one_line(exc)}") from None
+                             f"{one_line(exc)}") from None
         with client:
             yield client
         return
@@ -437,8 +437,3 @@ def _cell_line(row, done, total):
     if row["test_accuracy"] is not None:
         text += f", accuracy {row['test_accuracy']:.2%}"
     return text + f" ({row['seconds']:.1f} s)"
-
-
-def _one_line(exc):
-    return " ".join(str(exc).split()) or type(exc).__name__
-

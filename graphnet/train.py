@@ -37,7 +37,6 @@ import time
 import numpy as np
 
 from .callbacks import Callback
-from .checkpoint import TRAIN_STATE
 from .errors import (CheckpointError, DataError, FeedError, GraphnetError, TrainingError,
                      did_you_mean)
 from .history import History
@@ -58,14 +57,25 @@ def accuracy(loss_op, pred, target):
     (or the argmax of target probabilities); binary_cross_entropy: logit > 0
     against target > 0.5, over every output.
     """
-    if loss_op == "softmax_cross_entropy":
-        guess = pred.argmax(axis=1)
-        truth = target if target.ndim == 1 else target.argmax(axis=1)
-        return np.count_nonzero(guess == truth) / len(guess)
-    if loss_op == "binary_cross_entropy":
-        return np.count_nonzero((pred > 0) == (target > 0.5)) / pred.size
-    raise GraphnetError(f"accuracy is defined for the losses {list(CLASSIFICATION_LOSSES)}, "
-                        f"not {loss_op!r}")
+    fn = _ACCURACY.get(loss_op)
+    if fn is None:
+        raise GraphnetError(f"accuracy is defined for the losses {list(CLASSIFICATION_LOSSES)}, "
+                            f"not {loss_op!r}")
+    return fn(pred, target)
+
+
+def _softmax_accuracy(pred, target):
+    guess = pred.argmax(axis=1)
+    truth = target if target.ndim == 1 else target.argmax(axis=1)
+    return np.count_nonzero(guess == truth) / len(guess)
+
+
+def _binary_accuracy(pred, target):
+    return np.count_nonzero((pred > 0) == (target > 0.5)) / pred.size
+
+
+_ACCURACY = {"softmax_cross_entropy": _softmax_accuracy,
+             "binary_cross_entropy": _binary_accuracy}
 
 
 class _Measure:
@@ -103,8 +113,8 @@ class _Measure:
                     continue
                 pred, target = nodes[l].inputs[:2]
                 key = f"{l}_{name}" if several else name
-                f = fn if fn is not None else (lambda p, t, _op=op: accuracy(_op, p, t))
-                self.metrics.append((key, l, f, pred, target))
+                self.metrics.append((key, l, _ACCURACY[op] if fn is None else fn, pred,
+                                     target))
                 found = True
             if strict and not found:
                 raise GraphnetError(f"metric {name!r} needs a classification loss "
@@ -274,32 +284,41 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
 
 
 def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
-    """One pass over the (shuffled) arrays in mini-batches; return the epoch's _Totals."""
+    """One pass over the (shuffled) arrays in mini-batches; return the epoch's _Totals.
+
+    Per batch this adds to the bare forward/backward/step only what reads values the
+    step computed anyway: the loss and metric floats from the engine's own output
+    arrays, the NaN/Inf guard on that loss and one reduction over the flat gradient,
+    and (in a terminal) the progress bar, redrawn at most every 0.1 s.
+    """
     model, opt = run.model, run.optimizer
+    forward, backward, targets = model.forward, model.backward, measure.targets
     totals = _Totals(measure)
-    shown = time.monotonic()
+    shown, done = time.monotonic(), 0
     grads = None
     for b in range(run.batches):
         run.batch = b + 1
         lo = b * batch_size
-        feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
-        outs = model.forward(feeds, outputs=measure.targets, training=True, copy=False)
-        grads = model.backward(out=grads)   # last step's arrays, refilled: no allocation
+        outs = forward({k: v[lo:lo + batch_size] for k, v in arrays.items()}, outputs=targets,
+                       training=True, copy=False)
+        grads = backward(out=grads)   # last step's arrays, refilled: no allocation
         logs = measure.batch(outs)
-        if nan_guard:
-            _guard(model, logs["loss"], grads, opt, run.epoch, b + 1)
+        if nan_guard and not (math.isfinite(logs["loss"]) and _all_finite(grads)):
+            _diverged(model, logs["loss"], grads, opt, run.epoch, b + 1)
         opt.step(model.params, grads)
         totals.add(logs, min(batch_size, n - lo))
         for cb in callbacks:
             cb.on_batch_end(run, logs)
         if bar is not None:
-            bar.update(1)
             now = time.monotonic()
             if now - shown >= 0.1:   # tqdm redraws at most every 0.1 s; so does the postfix
                 bar.set_postfix(_fmt(totals.result()), refresh=False)
-                shown = now
+                bar.update(b + 1 - done)
+                shown, done = now, b + 1
         if run.stop:
             break
+    if bar is not None:
+        bar.update(run.batch - done)
     return totals
 
 
@@ -392,13 +411,13 @@ def _finite(a):
 
 
 def _all_finite(grads):
-    """The guard's per-batch check of every gradient, kept to one reduction per array."""
+    """The guard's per-batch check of every gradient: the dot product of the flat
+    gradient with itself, one BLAS pass (a NaN or an infinity always shows in it); the
+    exact check only if that is not finite, since squares of finite values can overflow."""
     flat = getattr(grads, "flat", None)
-    arrays = (flat,) if flat is not None and grads.intact() else grads.values()
-    total = 0.0
-    for g in arrays:
-        total += float(np.add.reduce(g, axis=None))
-    return math.isfinite(total) or all(np.isfinite(g).all() for g in arrays)
+    if flat is not None and grads.intact():
+        return math.isfinite(np.dot(flat, flat)) or bool(np.isfinite(flat).all())
+    return all(_finite(g) for g in grads.values())
 
 
 def _count(a):
@@ -407,9 +426,8 @@ def _count(a):
     return " and ".join(parts) + f" of {np.size(a)} values"
 
 
-def _guard(model, loss, grads, opt, epoch, batch):
-    if math.isfinite(loss) and _all_finite(grads):
-        return
+def _diverged(model, loss, grads, opt, epoch, batch):
+    """Raise the guard's TrainingError, naming where the batch first went non-finite."""
     where = find_nonfinite(model, grads) or f"the loss is {loss}"
     raise TrainingError(
         f"training diverged at epoch {epoch}, step {batch} (update {opt.step_count + 1}): "
@@ -443,6 +461,7 @@ def _save_checkpoint(path, model, opt, history, shuffle_rng, epoch, epochs, fini
 
 def _resume(model, path, optimizer, shuffle_rng):
     """Restore a checkpoint into model and generators: (history, epoch, optimizer, finished)."""
+    from .checkpoint import TRAIN_STATE
     ckpt = _load_checkpoint(path)
     state = getattr(ckpt, "train_state", None)
     if state is None:
@@ -598,8 +617,9 @@ def _bar(on, total, epoch, epochs):
     if not on:
         return None
     from tqdm.auto import tqdm
+    # fit counts the batches up at most every 0.1 s: each update is then drawn
     kwargs = {"total": total, "desc": f"epoch {epoch}/{epochs}", "unit": "batch",
-              "mininterval": 0.1, "leave": True}
+              "mininterval": 0.1, "miniters": 1, "leave": True}
     if _in_notebook():
         return tqdm(**kwargs)
     # the size from shutil, which falls back to 80x24 where a pseudo-terminal reports

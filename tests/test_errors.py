@@ -367,3 +367,33 @@ def test_input_shapes_must_be_positive():
 def test_model_of_something_that_is_not_a_graph():
     with raises(GraphnetError, "DiGraph", "from_networkx"):
         gn.Model(nx.DiGraph())
+
+
+# --- one line per failure, the same everywhere ----------------------------------------
+
+def test_one_line_examples_run():
+    import doctest
+
+    import graphnet.errors
+    result = doctest.testmod(graphnet.errors)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+@pytest.mark.parametrize("exc, line", [
+    (GraphnetError("node 'fc1':\n    units   must be >= 1\n"), "node 'fc1': units must be >= 1"),
+    (GraphnetError(""), "GraphnetError"),
+])
+def test_the_cli_a_sweep_row_and_a_run_note_put_a_failure_in_one_line_alike(
+        exc, line, capsys, monkeypatch):
+    import importlib
+    cli, render, runs, sweep = (importlib.import_module(f"graphnet.{m}")
+                                for m in ("cli", "render", "runs", "sweep"))
+    cli._print_error(exc)
+    assert capsys.readouterr().err == f"graphnet: error: {line}\n"
+
+    def fail(*args, **kwargs):
+        raise exc
+    monkeypatch.setattr(sweep, "train_run", fail)
+    assert sweep.run_cell(None, "cell", {}) == (None, line)
+    monkeypatch.setattr(render, "render", fail)
+    assert runs._render(None, "graph.svg") == f"warning: graph.svg not written: {line}"

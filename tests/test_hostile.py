@@ -558,6 +558,7 @@ def install_dist(root, dist, source):
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[graphnet]\n{dist.replace('-', '_')} = {module}\n")
+    (info / "RECORD").write_text(f"{module}.py,,\n{info.name}/METADATA,,\n")  # as pip writes
     (root / f"{module}.py").write_text(textwrap.dedent(source))
 
 
@@ -589,6 +590,28 @@ def test_broken_plugins_warn_and_a_builtins_model_still_trains(tmp_path):
     strict = plugin_run(tmp_path, "summary", model, GRAPHNET_STRICT_PLUGINS="1")
     assert strict.returncode == 2 and "Traceback" not in strict.stderr
     assert "GRAPHNET_STRICT_PLUGINS" in strict.stderr.strip().splitlines()[-1]
+
+
+def test_a_plugin_optimizer_whose_own_step_raises_is_one_line_naming_it(tmp_path):
+    install_dist(tmp_path / "site", "fused-dist", """
+        import graphnet as gn
+
+        class FusedSGD(gn.Optimizer):
+            name = "fused_sgd"
+
+            def step(self, params, grads):
+                grads = self.begin_step(grads)
+                raise ZeroDivisionError("the fused buffer is empty")
+
+        @gn.hookimpl
+        def graphnet_optimizers():
+            return [FusedSGD]
+        """)
+    model = tiny_json(tmp_path, training={"optimizer": {"name": "fused_sgd", "lr": 0.1}})
+    run = plugin_run(tmp_path, "train", model, "--data", tiny_data(tmp_path), "--quiet")
+    assert run.returncode == 2, run.stderr
+    one_line(run.stderr, "optimizer 'fused_sgd'", "fused-dist 1.0",
+             "raised ZeroDivisionError in step 1: the fused buffer is empty")
 
 
 @pytest.mark.parametrize("dist", sorted(BROKEN))

@@ -182,6 +182,54 @@ def test_an_optimizer_that_raises_is_named_with_its_origin():
     assert isinstance(e.value.__cause__, IndexError)
 
 
+class FusedBroken(gn.Optimizer):
+    """An optimizer that does its whole step itself, with a bug in it."""
+    name = "test_fused_broken"
+
+    def step(self, params, grads):
+        grads = self.begin_step(grads)
+        for name, grad in grads.items():
+            params[name] -= self.lr * grad["no such key"]
+
+
+class FusedChecks(gn.Optimizer):
+    name = "test_fused_checks"
+
+    def step(self, params, grads):
+        raise gn.GraphnetError("optimizer 'test_fused_checks': lr is too large for me")
+
+
+class OnTopOfBase(BrokenOptimizer):
+    name = "test_on_top"
+
+    def step(self, params, grads):
+        super().step(params, grads)
+
+
+def test_an_optimizer_whose_own_step_raises_is_named_with_its_origin():
+    model = model_with("identity")
+    opt = FusedBroken(lr=0.1)
+    with pytest.raises(gn.PluginError, match=rf"optimizer 'test_fused_broken' from module "
+                                             rf"{__name__} raised IndexError in step 1") as e:
+        opt.step(model.params, grads_of(model))
+    assert isinstance(e.value.__cause__, IndexError)
+    with pytest.raises(gn.PluginError, match="in step 2"):
+        opt.step(model.params, grads_of(model))
+    with pytest.raises(gn.PluginError, match=r"test_fused_broken.*raised IndexError"):
+        model.fit(feeds(), optimizer=FusedBroken(lr=0.1), epochs=1, batch_size=2, progress=False)
+
+
+def test_a_step_override_passes_graphnet_errors_and_wrapped_failures_through_once():
+    model = model_with("identity")
+    with pytest.raises(gn.GraphnetError, match=r"^optimizer 'test_fused_checks': lr is too"):
+        FusedChecks(lr=0.1).step(model.params, grads_of(model))
+    with pytest.raises(gn.PluginError) as e:
+        OnTopOfBase(lr=0.1).step(model.params, grads_of(model))
+    assert str(e.value).count("raised") == 1 and "'test_on_top'" in str(e.value)
+    assert isinstance(e.value.__cause__, IndexError)
+    assert FusedBroken.step.__doc__ is None and FusedBroken.step.__name__ == "step"
+
+
 def test_a_schedule_that_raises_is_named_with_its_origin():
     model = model_with("identity")
     opt = gn.optimizer("sgd", lr=BrokenSchedule(0.1))

@@ -2,7 +2,9 @@
 
 import copy
 import json
+import subprocess
 import sys
+import textwrap
 import types
 
 import numpy as np
@@ -165,15 +167,19 @@ def test_an_mlp_learns_xor():
     np.testing.assert_array_equal(pred, data["y"] == 1)
 
 
-def digits_model(seed=0):
+def digits_graph(hidden=128):
     g = gn.Graph("digits")
     x = g.input("x", shape=(64,))
     label = g.input("y", shape=(), dtype="int64")
-    h = g.add("relu", g.add("dense", x, units=128, name="fc1"))
+    h = g.add("relu", g.add("dense", x, units=hidden, name="fc1"))
     logits = g.add("dense", h, units=10, name="logits")
     g.add("softmax_cross_entropy", logits, label, name="loss")
     g.output(logits)
-    return gn.Model(g, seed=seed)
+    return g
+
+
+def digits_model(seed=0):
+    return gn.Model(digits_graph(), seed=seed)
 
 
 def test_a_64_128_10_relu_mlp_reaches_96_percent_on_held_out_digits():
@@ -299,6 +305,49 @@ def test_find_nonfinite_names_a_gradient():
         "the gradient of param 'fc1.bias' of node 'fc1' (dense) holds 1 infinite of 16 values")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_gradient_check_finds_any_nonfinite_value_and_passes_huge_finite_ones(dtype):
+    """The guard's one dot product per batch: a NaN or an infinity anywhere (the SIMD tail
+    included) fails it; finite values whose squares overflow still pass, exactly."""
+    model = gn.Model(digits_graph(hidden=7), seed=0, dtype=dtype)
+    model.forward({"x": np.ones((3, 64)), "y": np.arange(3)}, training=True)
+    grads = model.backward()
+    size = grads.flat.size
+    assert train._all_finite(grads)
+    for where in (0, 1, size // 2, size - 2, size - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            saved = grads.flat[where]
+            grads.flat[where] = bad
+            assert not train._all_finite(grads), (where, bad)
+            grads.flat[where] = saved
+    huge = np.finfo(dtype).max / 4
+    grads.flat[::3] = huge                    # each square, and their sum, overflows
+    grads.flat[1::3] = -huge
+    with np.errstate(over="ignore"):
+        assert train._all_finite(grads)
+    grads["logits.bias"] = grads["logits.bias"].copy()   # no longer one flat array
+    assert not grads.intact() and train._all_finite(grads)
+    grads["logits.bias"][-1] = np.nan
+    assert not train._all_finite(grads)
+
+
+def test_the_guard_stops_a_finite_loss_whose_gradient_is_not():
+    model = gn.Model(digits_graph(hidden=7), seed=0)
+    data = {"x": np.ones((8, 64), np.float32), "y": np.arange(8) % 10}
+    original = model.backward
+
+    def backward(**kw):   # a gradient gone infinite while the loss stays finite
+        grads = original(**kw)
+        grads["fc1.weight"][3, 2] = np.inf
+        return grads
+
+    model.backward = backward
+    before = model.params.flat.copy()
+    with pytest.raises(gn.TrainingError, match="gradient of param 'fc1.weight'"):
+        model.fit(data, optimizer="sgd", epochs=1, batch_size=8, progress=False)
+    np.testing.assert_array_equal(model.params.flat, before)
+
+
 # --- History ---------------------------------------------------------------------------
 def test_history_rows_and_json_round_trip():
     data = load_digits()
@@ -409,6 +458,57 @@ def test_in_a_jupyter_kernel_fit_draws_tqdms_notebook_aware_bar(monkeypatch, cap
     assert all(b["total"] == 3 and "file" not in b for b in bars)
     model64().fit(regression_data(6), optimizer="sgd", epochs=1, batch_size=2, progress=False)
     assert len(bars) == 2
+
+
+def test_the_bar_counts_every_batch_but_is_updated_at_most_every_tenth_second(monkeypatch):
+    """On a terminal fit advances the bar in steps of at least 0.1 s (here 0.04 s pass per
+    batch), and the epoch's last step brings it to the total."""
+    import tqdm.auto
+    updates = []
+
+    class Bar:
+        def __init__(self, **kwargs):
+            updates.append([])
+
+        def update(self, n=1):
+            updates[-1].append(n)
+
+        set_postfix = close = lambda self, *a, **k: None
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(train, "_isatty", lambda: True)
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(train.time, "monotonic", lambda: next(clock) * 0.04)
+    model64().fit(regression_data(20), optimizer="sgd", epochs=2, batch_size=2, progress=True)
+    assert [sum(u) for u in updates] == [10, 10]
+    assert all(3 <= len(u) <= 5 for u in updates), updates   # not one update per batch
+
+
+def test_training_from_python_imports_no_optional_library(tmp_path):
+    """Building, training (fit, with a progress bar asked for but no terminal, and the loop
+    of the docs) and saving a model leave jsonschema, graphviz, tqdm, matplotlib, onnx and
+    dask unimported; reading a model file then needs jsonschema, which the same check sees."""
+    code = textwrap.dedent("""
+        import sys, numpy as np, graphnet as gn
+        g = gn.Graph("m"); x = g.input("x", shape=(4,)); y = g.input("y", shape=(), dtype="int64")
+        h = g.add("relu", g.add("dense", x, units=8)); g.output(g.add("dense", h, units=3, name="o"))
+        g.add("softmax_cross_entropy", "o", y, name="loss")
+        m = gn.Model(g, seed=0)
+        data = {"x": np.ones((16, 4)), "y": np.arange(16) % 3}
+        m.fit(data, epochs=2, batch_size=4, progress=True, validation=data)
+        opt = gn.optimizer("adam")
+        m.forward(data, training=True); opt.step(m.params, m.backward())
+        gn.save(m, sys.argv[1], optimizer=opt)
+        heavy = ("jsonschema", "graphviz", "tqdm", "matplotlib", "onnx", "onnxruntime", "dask")
+        loaded = lambda: sorted({k.split(".")[0] for k in sys.modules} & set(heavy))
+        print(loaded())
+        gn.Graph.from_json(gn.serialize.graph_to_json(g))
+        print(loaded())
+    """)
+    out = subprocess.run([sys.executable, "-c", code, "m.npz"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "['jsonschema']"]
 
 
 # --- checkpoints (against the graphnet.checkpoint contract, with an in-memory store) ------

@@ -14,8 +14,6 @@ import json
 import os
 from importlib import resources
 
-import jsonschema
-
 from ..errors import SchemaError
 from ..graph import MODEL_NAME, NAME
 from ..util import atomic_write, plain
@@ -286,9 +284,16 @@ def _is_integer(checker, instance):
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+def _validator_class():
+    """Draft 2020-12 with graphnet's integers. jsonschema is imported here, when a model
+    file (or a checkpoint's model) is first checked: building, training and saving a
+    model do without it."""
+    import jsonschema
+    draft = jsonschema.Draft202012Validator
+    return jsonschema.validators.extend(
+        draft, type_checker=draft.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
 _validator_cache = [None, None]  # (tables, validators): rebuilt when the plugins change
 
 
@@ -306,8 +311,9 @@ class _Validators:
         defs = copy.deepcopy(self.schema["$defs"])
         cases = defs["node"].pop("allOf")
         lean = {k: v for k, v in self.schema.items() if k != "$defs"}
-        self.whole = _Validator(_inline(lean, defs))
-        self.per_op = {c["if"]["properties"]["op"]["const"]: _Validator(_inline(c["then"], defs))
+        validator = _validator_class()
+        self.whole = validator(_inline(lean, defs))
+        self.per_op = {c["if"]["properties"]["op"]["const"]: validator(_inline(c["then"], defs))
                        for c in cases}
 
     def iter_errors(self, data):
