@@ -219,3 +219,11 @@ def test_rows_finds_the_same_slice_of_both_rows_only():
     assert _rows(mv[1], mv[0]) is None                   # swapped rows
     assert _rows(mv[0][2:6], mv[1][3:7]) is None         # different slices
     assert _rows(mv[0].copy(), mv[1]) is None
+
+
+def test_adam_updates_a_scalar_param_in_place():
+    opt, p = gn.optimizer("adam", lr=0.1), {"s": np.array(1.0)}
+    for _ in range(3):
+        opt.step(p, {"s": np.array(2.0)})
+    assert opt.state["s"]["m"] > 0 and opt.state["s"]["v"] > 0
+    assert float(p["s"]) == pytest.approx(0.7, abs=1e-6)   # three steps of lr against g > 0

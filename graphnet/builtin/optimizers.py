@@ -127,7 +127,7 @@ class Adam(Optimizer):
     def init_state(self, param):
         """m and v as the two rows of one array, so that one numpy call updates both."""
         mv = np.zeros((2,) + param.shape, param.dtype)
-        return {"m": mv[0], "v": mv[1]}
+        return {"m": mv[0, ...], "v": mv[1, ...]}   # views even for a 0-d param
 
     def update(self, param, grad, state, step):
         self._adam(param, grad, state, step)
@@ -155,9 +155,9 @@ class Adam(Optimizer):
             betas, coefs = self._coefficients(mv)
             mv *= betas                          # m *= beta1, v *= beta2
             np.multiply(grad, coefs, out=buf2)   # (1 - beta1) g, (1 - beta2) g
-            buf2[1] *= grad
+            buf2[1, ...] *= grad
             mv += buf2
-            buf = buf2[0]
+            buf = buf2[0, ...]
         else:                                    # state loaded into separate arrays
             buf = self.scratch(param)
             m *= self.beta1
