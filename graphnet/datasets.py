@@ -3,7 +3,7 @@
 A dataset's ``load(**options)`` returns ``{"train": {...}, "test": {...}}``;
 each split maps ``"x"`` (features) and ``"y"`` (targets) to arrays with the
 samples along the first axis. The generated sets (``moons``, ``spirals``,
-``xor``, ``sine``) are seeded and sized by their options, so a given set of
+``xor``, ``sine``; and ``function``, a 1-D target on even grids) are seeded and sized by their options, so a given set of
 options always gives the same arrays and the same split.
 
 >>> import graphnet.datasets as ds
@@ -30,16 +30,45 @@ from .npzfile import read_npz
 # --- shipped and generated datasets ---------------------------------------
 
 
-def load_digits():
+def load_digits(train_size=1438, label_noise=0.0, noise_seed=0):
     """The UCI handwritten digits (1797 8x8 images, classes 0-9) with graphnet's fixed
-    stratified split: 1438 train, 359 test. x is float32 in [0, 1], y int64."""
+    stratified split: 1438 train, 359 test. x is float32 in [0, 1], y int64.
+
+    For the lecture's double descent: ``train_size`` keeps the first that many
+    training samples (the split's order is shuffled, so any prefix has every
+    class), and ``label_noise`` replaces that fraction of the kept training
+    labels, drawn with ``noise_seed``, by a different class (``flip_labels``).
+    The test split is always the full, clean one.
+    """
+    train_size = _int_option("digits", "train_size", train_size, minimum=1)
+    label_noise = _float_option("digits", "label_noise", label_noise, minimum=0.0)
+    noise_seed = _int_option("digits", "noise_seed", noise_seed, minimum=0)
+    if label_noise > 1:
+        raise DataError(f"dataset 'digits': option label_noise is the fraction of training "
+                        f"labels to flip, between 0 and 1, got {label_noise!r}")
     with resources.files("graphnet").joinpath("data/digits.npz").open("rb") as f:
         data = np.load(f, allow_pickle=False)
         images = data["images"].astype(np.float32) / 16.0
         labels = data["labels"].astype(np.int64)
         train, test = data["train_index"], data["test_index"]
-    return {"train": {"x": images[train], "y": labels[train]},
+    if train_size > len(train):
+        raise DataError(f"dataset 'digits': option train_size is at most the {len(train)} "
+                        f"training samples, got {train_size}")
+    train = train[:train_size]
+    y = labels[train]
+    if label_noise:
+        y = flip_labels(y, label_noise, 10, np.random.default_rng(noise_seed))
+    return {"train": {"x": images[train], "y": y},
             "test": {"x": images[test], "y": labels[test]}}
+
+
+def flip_labels(y, fraction, classes, rng):
+    """A copy of integer labels with about ``fraction`` of them (each one with that
+    probability, drawn from ``rng``) replaced by one of the other ``classes - 1`` classes."""
+    y = np.array(y)
+    flip = rng.random(len(y)) < fraction
+    y[flip] = (y[flip] + rng.integers(1, classes, size=int(flip.sum()))) % classes
+    return y
 
 
 def load_wine():
@@ -112,6 +141,42 @@ def make_sine(n=1000, noise=0.0, periods=1.0, seed=0, test_fraction=0.2):
     x = rng.uniform(-periods * np.pi, periods * np.pi, size=(n, 1))
     y = np.sin(x) + rng.normal(scale=noise, size=x.shape)
     return _split(x, y.astype(np.float32), rng, test_fraction)
+
+
+def sawtooth(x, teeth=4):
+    """A triangle wave with ``teeth`` peaks on [-1, 1], between -1 and 1: cheap for a
+    deep relu net (each layer can fold the line once more), costly for a shallow one."""
+    period = 2.0 / teeth
+    return 1 - 4 * np.abs(((x + 1) / period) % 1.0 - 0.5)
+
+
+FUNCTIONS = {
+    "sin(3x)": lambda x: np.sin(3 * x),
+    "|x|": np.abs,
+    "step": lambda x: (x > 0).astype(np.float64),
+    "sawtooth": sawtooth,
+}
+"""The 1-D targets of the universal-approximation lecture, on [-1, 1]."""
+
+
+def make_function(f="sin(3x)", n=200, n_test=1000):
+    """1-D regression on [-1, 1] without noise: y = f(x) for ``f`` one of FUNCTIONS
+    (``sin(3x)``, ``|x|``, ``step``, ``sawtooth``). The train split is an even grid
+    of ``n`` points, the test split an even grid of ``n_test`` points (mostly in
+    between): how well a net approximates f, not how it generalizes from noise.
+    x and y are float32 of shape (N, 1).
+    """
+    if f not in FUNCTIONS:
+        raise DataError(f"dataset 'function': option f must be one of "
+                        f"{', '.join(FUNCTIONS)}, got {f!r}{did_you_mean(str(f), FUNCTIONS)}")
+    n = _int_option("function", "n", n, minimum=2)
+    n_test = _int_option("function", "n_test", n_test, minimum=2)
+    fn = FUNCTIONS[f]
+    splits = {}
+    for split, size in (("train", n), ("test", n_test)):
+        x = np.linspace(-1, 1, size)[:, None]
+        splits[split] = {"x": x.astype(np.float32), "y": fn(x).astype(np.float32)}
+    return splits
 
 
 def _check_generated(name, n, noise, seed, test_fraction):

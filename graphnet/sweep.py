@@ -21,6 +21,11 @@ Executors: ``"serial"`` (in this process), ``"processes"`` (the default: a
 one BLAS thread each), ``"dask"`` (a dask.distributed cluster: the running
 scheduler at ``scheduler``, or a local cluster of worker processes), or any
 ``concurrent.futures.Executor``, such as ``Client(...).get_executor()``.
+
+``map_cells(fn, cells, ...)`` is the mechanism under ``sweep``, for sweeps
+that are not training runs of a model file: it calls an importable function
+on each cell with the same executors, progress bar, failures as outcomes,
+dead workers and Ctrl-C.
 """
 
 import concurrent.futures as cf
@@ -32,9 +37,12 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import sys
+import time
+from typing import NamedTuple
 
-from .errors import GraphnetError, did_you_mean, one_line
+from .errors import GraphnetError, Terminated, did_you_mean, one_line
 from .runs import parse_value, read_json, resolve, train_run, write_json
 from .util import atomic_write
 
@@ -43,6 +51,7 @@ TRAINING_KEYS = ("lr", "epochs", "batch_size", "seed", "optimizer")
 SCORES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
 RETRIES = 3          # fresh process pools after workers died, before a cell is given up
 ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+STOP_SECONDS = 10   # for a stopped worker to save its cell and exit, before it is killed
 
 
 class SweepError(GraphnetError):
@@ -94,18 +103,16 @@ def sweep(model, grid, *, executor=None, out=None, workers=None, scheduler=None,
     if todo:
         say(f"sweep of {graph.name!r}: {len(cells)} cells, {len(cells) - len(todo)} done "
             f"before, {len(todo)} to train -> {out}/")
-    bar = _bar(progress, len(cells), len(cells) - len(todo))
-    try:
-        with _executor(executor, workers, scheduler, len(todo)) as run:
-            for index, row in run(model, todo):
-                rows[index] = row
-                say(_cell_line(row, len(rows), len(cells)))
-                if bar is not None:
-                    bar.update(1)
-                write_results(out, [rows[i] for i in sorted(rows)], list(grid))
-    finally:
-        if bar is not None:
-            bar.close()
+
+    def finished(k, outcome):
+        index, cell, name, _ = todo[k]
+        rows[index] = _row(cell, name, outcome.value, outcome.error)
+        say(_cell_line(rows[index], len(rows), len(cells)))
+        write_results(out, [rows[i] for i in sorted(rows)], list(grid))
+
+    map_cells(_train_cell, [(model, settings) for _, _, _, settings in todo],
+              executor=executor, workers=workers, scheduler=scheduler, progress=progress,
+              desc="sweep", on_result=finished)
     table = [rows[i] for i in range(len(cells))]
     write_results(out, table, list(grid))
     plot_sweep(table, list(grid), os.path.join(out, "sweep.png"))
@@ -120,15 +127,95 @@ def cell_name(cell):
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
 
 
-def run_cell(model, name, settings):
-    """Train one cell (in whatever process the executor chose) and return its row data:
-    ``(metrics, None)`` or ``(None, error)``. Only this function crosses processes."""
+def map_cells(fn, cells, *, executor=None, workers=None, scheduler=None, progress=False,
+              desc="cells", on_result=None):
+    """Run ``fn(cell)`` for every cell on an executor; a list of Outcomes, in cell order.
+
+    The mechanism of every sweep (``sweep`` trains a model file's cells with
+    it). fn: a function importable by name (worker processes import it), called
+    with one cell; cells: picklable values. executor, workers, scheduler: where
+    the cells run (see the module doc). progress: a tqdm bar over the cells,
+    labelled ``desc``. on_result: called here with ``(index, outcome)`` as each
+    cell finishes, in any order.
+
+    A cell that raises is an Outcome with its error and the others go on. A
+    worker process that dies has its cells run again in a fresh pool (up to
+    RETRIES times), so fn must be safe to run again. Ctrl-C ends the workers
+    (a cell in ``fit`` saves its finished epochs first) and raises
+    KeyboardInterrupt here.
+
+    >>> import math
+    >>> map_cells(math.sqrt, [4, -1], executor="serial")
+    [Outcome(value=2.0, error=None), Outcome(value=None, error='ValueError: math domain error')]
+    """
+    if not callable(fn):
+        raise SweepError(f"map_cells needs a function to call with each cell, got {fn!r}")
+    cells = list(cells)
+    outcomes = [None] * len(cells)
+    bar = _bar(progress, len(cells), desc)
     try:
-        result = train_run(model, **settings)
-    except Exception as exc:   # any failure of one cell is its row; the sweep goes on
+        with _executor(executor, workers, scheduler, len(cells)) as run:
+            for index, outcome in run(fn, list(enumerate(cells))):
+                outcomes[index] = outcome
+                if bar is not None:
+                    bar.update(1)
+                if on_result is not None:
+                    on_result(index, outcome)
+    finally:
+        if bar is not None:
+            bar.close()
+    return outcomes
+
+
+class Outcome(NamedTuple):
+    """One cell's result: ``value`` (what the cell function returned, None if it failed)
+    and ``error`` (None, or why it failed, in one line)."""
+
+    value: object
+    error: object = None
+
+
+def _train_cell(cell):
+    """A sweep's cell function: one train_run, its metrics.json data."""
+    model, settings = cell
+    return train_run(model, **settings).metrics
+
+
+_in_worker = False   # set in the processes executor's workers
+_busy = False        # a cell is running in this worker
+
+
+def _call(fn, cell):
+    """Run one cell wherever the executor put it (only this crosses processes)."""
+    global _busy
+    _busy = True
+    try:
+        return Outcome(fn(cell))
+    except Exception as exc:   # any failure of one cell is its outcome; the others go on
         text = one_line(exc)
-        return None, text if isinstance(exc, GraphnetError) else f"{type(exc).__name__}: {text}"
-    return result.metrics, None
+        return Outcome(None, text if isinstance(exc, GraphnetError) else
+                       f"{type(exc).__name__}: {text}")
+    except KeyboardInterrupt:
+        if _in_worker:     # the pool is being stopped: the cell has saved what it finished
+            os._exit(143)
+        raise
+    finally:
+        _busy = False
+
+
+def _worker_start():
+    """A pool worker leaves Ctrl-C to the sweep's process, which ends the workers with
+    SIGTERM: in a cell that raises Terminated (fit saves its finished epochs), idle it exits."""
+    global _in_worker
+    _in_worker = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _sigterm)
+
+
+def _sigterm(signum, frame):
+    if _busy:
+        raise Terminated()
+    os._exit(143)
 
 
 # --- grid and cells ----------------------------------------------------------------
@@ -221,7 +308,8 @@ class _Serial(cf.Executor):
 
 @contextlib.contextmanager
 def _executor(executor, workers, scheduler, cells):
-    """Yield ``run(model, todo)``, an iterator of (index, row) as cells finish."""
+    """Yield ``run(fn, items)``: for items ``(index, cell)``, an iterator of
+    ``(index, Outcome)`` as cells finish."""
     if scheduler is not None:
         if executor not in (None, "dask"):
             raise SweepError(f"--scheduler is a dask scheduler's address; it does not go "
@@ -229,7 +317,7 @@ def _executor(executor, workers, scheduler, cells):
         executor = "dask"
     executor = "processes" if executor is None else executor
     if isinstance(executor, cf.Executor):
-        yield lambda model, todo: _gather(executor, model, todo)
+        yield lambda fn, items: _gather(executor, fn, items)
         return
     if executor not in EXECUTORS:
         raise SweepError(f"executor {executor!r} is none of {', '.join(EXECUTORS)}"
@@ -239,70 +327,82 @@ def _executor(executor, workers, scheduler, cells):
                                 or workers < 1):
         raise SweepError(f"workers must be a whole number >= 1, got {workers!r}")
     if executor == "serial" or not cells:
-        yield lambda model, todo: _gather(_Serial(), model, todo)
+        yield lambda fn, items: _gather(_Serial(), fn, items)
     elif executor == "processes":
-        yield lambda model, todo: _processes(model, todo, workers or min(os.cpu_count(), cells))
+        yield lambda fn, items: _processes(fn, items, workers or min(os.cpu_count(), cells))
     else:
         with _dask(scheduler, workers) as client:
             pool = client.get_executor()
-            yield lambda model, todo: _gather(pool, model, todo)
+            yield lambda fn, items: _gather(pool, fn, items)
 
 
-def _gather(pool, model, todo, lost=None):
-    """Submit every cell; yield (index, row) as each finishes. On Ctrl-C the cells not
+def _gather(pool, fn, items, lost=None):
+    """Submit every cell; yield (index, Outcome) as each finishes. On Ctrl-C the cells not
     started are cancelled. ``lost`` (a list) collects the cells whose process died."""
-    futures = {pool.submit(run_cell, model, name, settings): (index, cell, name)
-               for index, cell, name, settings in todo}
+    futures = {pool.submit(_call, fn, cell): index for index, cell in items}
     try:
         for future in cf.as_completed(futures):
-            index, cell, name = futures[future]
+            index = futures[future]
             try:
-                metrics, error = future.result()
+                outcome = future.result()
             except cf.process.BrokenProcessPool:
                 if lost is None:
                     raise
                 lost.append(index)
                 continue
             except Exception as exc:   # the executor gave up on the cell (a dask KilledWorker)
-                metrics, error = None, f"{type(exc).__name__}: {one_line(exc)}"
-            yield index, _row(cell, name, metrics, error)
+                outcome = Outcome(None, f"{type(exc).__name__}: {one_line(exc)}")
+            yield index, outcome
     finally:
         for future in futures:
             future.cancel()
 
 
-def _processes(model, todo, workers):
+def _processes(fn, items, workers):
     """Cells on a pool of spawned processes. A worker that dies breaks the pool: a fresh
-    pool reruns the cells that were lost (they resume their checkpoints)."""
+    pool reruns the cells that were lost (a sweep's cells resume their checkpoints)."""
     spawn = multiprocessing.get_context("spawn")   # safe with threads; the same everywhere
-    for attempt in range(RETRIES + 1):
-        lost = []
-        with _one_blas_thread():
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=spawn)
-        try:
-            yield from _gather(pool, model, todo, lost)
-        except BaseException:
-            _stop(pool)
-            raise
-        pool.shutdown()
-        todo = [t for t in todo if t[0] in lost]
-        if not todo:
-            return
-    for index, cell, name, _ in todo:
-        yield index, _row(cell, name, None, f"its worker process died {RETRIES + 1} times")
+    with _one_blas_thread():   # for the pools' whole life: they start workers on submit
+        for attempt in range(RETRIES + 1):
+            lost = []
+            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=spawn,
+                                          initializer=_worker_start)
+            try:
+                yield from _gather(pool, fn, items, lost)
+            except BaseException:
+                _stop(pool)
+                raise
+            pool.shutdown()
+            items = [item for item in items if item[0] in lost]
+            if not items:
+                return
+    for index, _ in items:
+        yield index, Outcome(None, f"its worker process died {RETRIES + 1} times")
 
 
 def _stop(pool):
-    """End a process pool now (Ctrl-C): running cells lose only their current epoch.
-    (concurrent.futures has no public way to end workers before Python 3.14.)"""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
+    """End a process pool now (Ctrl-C): SIGTERM to each worker, whose cell saves its
+    finished epochs and exits; a worker still alive after STOP_SECONDS is killed.
+    concurrent.futures has no public way to wait for ended workers, so this reads the
+    pool's ``_processes``, and without it (another Python) just shuts the pool down."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
     pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextlib.contextmanager
 def _one_blas_thread():
-    """Workers start with one BLAS thread each: the processes share the cores already."""
+    """Processes started meanwhile get one BLAS thread each (the processes share the
+    cores already). BLAS reads these variables once, as numpy loads, so they must be
+    in the environment when a worker starts, not only when its pool is made."""
     saved = {k: os.environ.get(k) for k in ONE_THREAD}
     os.environ.update({k: "1" for k in ONE_THREAD})
     try:
@@ -423,11 +523,11 @@ def plot_sweep(rows, keys, path):
 
 # --- helpers -----------------------------------------------------------------------------
 
-def _bar(on, total, initial):
+def _bar(on, total, desc):
     if not on:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, desc="sweep", unit="cell", file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit="cell", file=sys.stderr)
 
 
 def _cell_line(row, done, total):

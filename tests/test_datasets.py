@@ -95,6 +95,18 @@ def test_sine_is_a_noiseless_regression_on_the_asked_range():
     assert np.abs(d["x"]).max() <= 2 * np.pi and np.abs(d["x"]).max() > np.pi
 
 
+def test_function_is_a_target_on_even_grids():
+    d = ds.load("function", f="|x|", n="5", n_test=9)
+    np.testing.assert_allclose(d["train"]["x"][:, 0], [-1, -0.5, 0, 0.5, 1])
+    np.testing.assert_allclose(d["train"]["y"], np.abs(d["train"]["x"]))
+    assert d["test"]["x"].shape == d["test"]["y"].shape == (9, 1)
+    saw = ds.load("function", f="sawtooth", n=9)["train"]["y"][:, 0]
+    np.testing.assert_allclose(saw, [-1, 1, -1, 1, -1, 1, -1, 1, -1])
+    with pytest.raises(DataError, match=r"option f must be one of sin\(3x\), \|x\|, step, "
+                                        r"sawtooth, got 'stpe' \(did you mean 'step'"):
+        ds.load("function", f="stpe")
+
+
 def test_options_given_as_strings_are_converted():
     d = ds.load("spirals", n="90", classes="3", noise="0.5")
     assert len(d["train"]["x"]) + len(d["test"]["x"]) == 90
@@ -141,9 +153,36 @@ def test_a_plugin_dataset_that_fails_or_returns_junk_is_named():
         gn.plugins.unregister(name)
 
 
-def test_digits_takes_no_options():
+def test_wine_takes_no_options():
     with pytest.raises(DataError, match="takes no options"):
-        ds.load("digits", n=5)
+        ds.load("wine", n=5)
+
+
+def test_digits_train_size_and_label_noise():
+    full = ds.load("digits")
+    d = ds.load("digits", train_size="300", label_noise="0.2", noise_seed="3")
+    assert len(d["train"]["y"]) == 300
+    np.testing.assert_array_equal(d["train"]["x"], full["train"]["x"][:300])
+    np.testing.assert_array_equal(d["test"]["y"], full["test"]["y"])     # the test split stays clean
+    flipped = d["train"]["y"] != full["train"]["y"][:300]
+    assert 0.14 < flipped.mean() < 0.26 and d["train"]["y"].max() <= 9
+    again = ds.load("digits", train_size=300, label_noise=0.2, noise_seed=3)
+    np.testing.assert_array_equal(again["train"]["y"], d["train"]["y"])
+    other = ds.load("digits", train_size=300, label_noise=0.2, noise_seed=4)
+    assert np.any(other["train"]["y"] != d["train"]["y"])
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"n": 5}, "no option 'n'"),
+    ({"train_size": 0}, "train_size must be an integer >= 1"),
+    ({"train_size": 5000}, "train_size is at most the 1438 training samples"),
+    ({"label_noise": 1.5}, "label_noise is the fraction of training labels to flip"),
+    ({"label_noise": -0.1}, "label_noise must be a finite number >= 0"),
+])
+def test_bad_digits_options_are_named(options, words):
+    with pytest.raises(DataError) as info:
+        ds.load("digits", **options)
+    assert words in str(info.value) and "digits" in str(info.value)
 
 
 # --- files ----------------------------------------------------------------------

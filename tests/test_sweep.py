@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import graphnet as gn
+from graphnet.sweep import Outcome, SweepError, map_cells
 from graphnet.callbacks import Callback
 
 from test_cli import NO_MATPLOTLIB, ROOT, assert_bad_input, graphnet, write_model
@@ -145,6 +146,59 @@ def test_bad_sweeps(model_file, tmp_path, capsys):
     ]:
         assert_bad_input(in_process(capsys, "sweep", model_file, "--out", tmp_path, *args),
                          *words)
+
+
+# --- map_cells: the mechanism under every sweep ----------------------------------------------
+
+def blas_threads(cell):
+    """A cell that reports, from inside its worker, the BLAS threads numpy got."""
+    import numpy  # noqa: F401  (BLAS is loaded, and read its variables, with numpy)
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return env, None
+    return env, sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+
+
+def reciprocal(cell):
+    return 1 / cell
+
+
+def test_processes_workers_get_one_blas_thread(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    got = map_cells(blas_threads, [0, 1], executor="processes", workers=2)
+    for value, error in got:
+        assert error is None
+        env, threads = value
+        assert env == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+        assert threads in (None, [], [1])
+    assert "OMP_NUM_THREADS" not in os.environ     # this process's environment is restored
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes", "threads"])
+def test_map_cells_outcomes_in_order_and_failures(executor):
+    import concurrent.futures as cf
+    seen = []
+    pool = cf.ThreadPoolExecutor(2) if executor == "threads" else executor
+    got = map_cells(reciprocal, [4, 0, 2], executor=pool, workers=2,
+                             on_result=lambda i, o: seen.append((i, o)))
+    assert got == [(0.25, None), (None, "ZeroDivisionError: division by zero"), (0.5, None)]
+    assert isinstance(got[0], Outcome) and got[1].error.startswith("ZeroDivision")
+    assert sorted(seen) == list(enumerate(got))
+    if executor == "threads":
+        pool.shutdown()
+
+
+def test_map_cells_bad_input():
+    with pytest.raises(SweepError, match="function to call"):
+        map_cells("reciprocal", [1])
+    with pytest.raises(SweepError, match="did you mean 'serial'"):
+        map_cells(reciprocal, [1], executor="serail")
+    with pytest.raises(SweepError, match="workers must be"):
+        map_cells(reciprocal, [1], workers=0)
+    assert map_cells(reciprocal, []) == []
 
 
 # --- processes that die, Ctrl-C -------------------------------------------------------------

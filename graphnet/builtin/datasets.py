@@ -1,4 +1,4 @@
-"""Builtin datasets: the shipped digits and wine, and four generated, seeded toy sets."""
+"""Builtin datasets: the shipped digits and wine, and five generated toy sets."""
 
 import inspect
 
@@ -8,7 +8,7 @@ from ..hookspecs import hookimpl
 
 
 def _generated(name, fn):
-    """A Dataset whose options are the generator's keyword arguments, with their defaults."""
+    """A Dataset whose options are the loader's keyword arguments, with their defaults."""
     options = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
     return Dataset(name, fn, doc=inspect.getdoc(fn), options=options)
 
@@ -16,10 +16,11 @@ def _generated(name, fn):
 @hookimpl
 def graphnet_datasets():
     return [
-        Dataset("digits", datasets.load_digits, doc=inspect.getdoc(datasets.load_digits)),
+        _generated("digits", datasets.load_digits),
         Dataset("wine", datasets.load_wine, doc=inspect.getdoc(datasets.load_wine)),
         _generated("moons", datasets.make_moons),
         _generated("spirals", datasets.make_spirals),
         _generated("xor", datasets.make_xor),
         _generated("sine", datasets.make_sine),
+        _generated("function", datasets.make_function),
     ]

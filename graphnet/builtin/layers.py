@@ -36,16 +36,37 @@ def _offset(x, i, j, stride, ho, wo):
     return x[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
 
 
+def _batch_last(dst, x):
+    """dst[..., i] = x[i] for each sample i: (N, ...) turned into (..., N).
+
+    In blocks of 8 samples: the whole transpose at once reads every sample at
+    the same offset, often a power of two apart, and misses the cache."""
+    axes = tuple(range(1, x.ndim)) + (0,)
+    for s in range(0, x.shape[0], 8):
+        np.copyto(dst[..., s:s + 8], x[s:s + 8].transpose(axes))
+
+
+def _prepared(ctx, key, shape, dtype, prepare):
+    """``ctx.scratch(key, shape, dtype)``, given to ``prepare`` once each time it is made:
+    what that sets (a zero border, a row of ones) stays, later steps writing elsewhere."""
+    buf = ctx.scratch(key, shape, dtype)
+    done = ctx.__dict__.setdefault("prepared", {})
+    if done.get(key) is not buf:
+        prepare(buf)
+        done[key] = buf
+    return buf
+
+
 class Conv2d(Op):
     """2-d convolution (cross-correlation, as torch.nn.Conv2d) of (C, H, W) images.
 
-    im2col over flattened rows: with the padded image as one row of Hp * Wp
-    values, the value at kernel offset (i, j) of output position t is at
-    t * stride + i * Wp + j, so each offset's values for the whole batch are
-    one strided slice (long contiguous runs, not rows of Wo). Outputs are
-    computed for Ho * Wp positions, a window starting in every column; those
-    past Wo are dropped (forward) or get zero gradient (backward). Then one
-    matrix product with the weight.
+    im2col with the batch as the last axis: the padded input is kept as (C,
+    Hp, Wp, N), so the values at one kernel offset of every window of every
+    sample are a strided view whose rows run over whole rows of N-sample
+    columns (long contiguous copies even for 4x4 images). The k * k views
+    fill a (C k k, Ho Wo N) matrix and one matrix product with the weight
+    gives every output; backward adds the window gradients back one kernel
+    offset at a time. Only the samples axis is moved, on the way in and out.
     """
 
     name = "conv2d"
@@ -77,69 +98,66 @@ class Conv2d(Op):
                     strides=[st, st], pads=[p, p, p, p])
 
     @staticmethod
-    def _geometry(ctx, n):
-        """Padded sides, positions computed per image and the flat row's length."""
-        c, h, w = ctx.input_shapes[0]
-        k, s, p = ctx.attrs["kernel_size"], ctx.attrs["stride"], ctx.attrs["padding"]
-        hp, wp = h + 2 * p, w + 2 * p
-        ho = ctx.output_shape[1]
-        t = ho * wp                                 # positions computed per image
-        length = max(hp * wp, (t - 1) * s + (k - 1) * (wp + 1) + 1)
-        return k, s, p, hp, wp, t, length
+    def _windows(ctx, a):
+        """The k * k (i, j, view) of ``a`` (C, Hp, Wp, N) at each kernel offset."""
+        k, s = ctx.attrs["kernel_size"], ctx.attrs["stride"]
+        _, ho, wo = ctx.output_shape
+        for i in range(k):
+            for j in range(k):
+                yield i, j, a[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
 
     def forward(self, ctx, x, weight, bias=None):
         n, c, h, w = x.shape
         f, ho, wo = ctx.output_shape
-        k, s, p, hp, wp, t, length = self._geometry(ctx, n)
-        flat = ctx.scratch("flat", (n, c, length), x.dtype)
-        flat[:, :, hp * wp:] = 0
-        image = flat[:, :, :hp * wp].reshape(n, c, hp, wp)
-        if p:
-            image[:, :, :p] = image[:, :, -p:] = image[:, :, :, :p] = image[:, :, :, -p:] = 0
-        image[:, :, p:p + h, p:p + w] = x
-        # rows (channel, kernel row, kernel col), columns (sample, position)
-        cols = ctx.scratch("cols", (c, k, k, n, t), x.dtype)
-        for i in range(k):
-            for j in range(k):
-                start = i * wp + j
-                cols[:, i, j] = flat[:, :, start:start + s * (t - 1) + 1:s].transpose(1, 0, 2)
-        cols = cols.reshape(c * k * k, n * t)
-        wmat = weight.reshape(f, c * k * k)
-        y = np.matmul(wmat, cols, out=ctx.scratch("ymat", (f, n * t), x.dtype))
+        k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
+        r = c * k * k
+        xp = _prepared(ctx, "xp", (c, h + 2 * p, w + 2 * p, n), x.dtype, lambda a: a.fill(0))
+        _batch_last(xp[:, p:p + h, p:p + w], x)
+        # rows (channel, kernel row, kernel col) and a row of ones that meets the bias
+        cols = _prepared(ctx, "cols", (r + (bias is not None), ho * wo * n), x.dtype,
+                         lambda a: a[r:].fill(1))
+        windows = cols[:r].reshape(c, k, k, ho, wo, n)
+        for i, j, view in self._windows(ctx, xp):
+            np.copyto(windows[:, i, j], view)
+        wmat = ctx.scratch("wmat", (f, cols.shape[0]), x.dtype)
+        wmat[:, :r] = weight.reshape(f, r)
         if bias is not None:
-            y += bias[:, None]
+            wmat[:, r] = bias
+        y = np.matmul(wmat, cols, out=ctx.scratch("ymat", (f, ho * wo * n), x.dtype))
         ctx.cols, ctx.wmat, ctx.xshape = cols, wmat, x.shape
         out = ctx.scratch("y", (n, f, ho, wo), x.dtype)
-        np.copyto(out, y.reshape(f, n, ho, wp)[:, :, :, :wo].transpose(1, 0, 2, 3))
+        np.copyto(out.reshape(n, f * ho * wo), y.reshape(f * ho * wo, n).T)
         return out
 
     def backward(self, ctx, dy):
         n, c, h, w = ctx.xshape
         f, ho, wo = ctx.output_shape
-        k, s, p, hp, wp, t, length = self._geometry(ctx, n)
-        dymat = ctx.scratch("dymat", (f, n, ho, wp), dy.dtype)
-        dymat[:, :, :, wo:] = 0                     # positions past Wo: no gradient
-        np.copyto(dymat[:, :, :, :wo], dy.transpose(1, 0, 2, 3))
-        dymat = dymat.reshape(f, n * t)
+        k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
+        r = c * k * k
+        dyt = ctx.scratch("dyt", (f, ho, wo, n), dy.dtype)
+        _batch_last(dyt, dy)
+        dymat = dyt.reshape(f, ho * wo * n)
+        # (C k k + 1, filters), the last row the bias's: BLAS is faster with the long
+        # side of the product as rows
+        dwt = np.matmul(ctx.cols, dymat.T, out=ctx.scratch("dwt", (len(ctx.cols), f),
+                                                            dy.dtype))
         pg = ctx.param_grads or (None, None)
-        dw = pg[0] if pg[0] is not None else np.empty((f, c, k, k), dy.dtype)
-        np.matmul(dymat, ctx.cols.T, out=dw.reshape(f, c * k * k))
-        grads = [None, dw]
+        grads = [None, pg[0] if pg[0] is not None else np.empty((f, c, k, k), dy.dtype)]
+        np.copyto(grads[1].reshape(f, r), dwt[:r].T)
         if len(ctx.needs_grad) == 3:
-            grads.append(np.add.reduce(dymat, axis=1, out=pg[1] if len(pg) > 1 else None))
+            grads.append(pg[1] if len(pg) > 1 and pg[1] is not None else np.empty(f, dy.dtype))
+            np.copyto(grads[2], dwt[r])
         if ctx.needs_grad[0]:
-            dcols = np.matmul(ctx.wmat.T, dymat, out=ctx.scratch("dcols", ctx.cols.shape,
-                                                                   dy.dtype))
-            dcols = dcols.reshape(c, k, k, n, t)
-            dflat = ctx.scratch("dflat", (n, c, length), dy.dtype)
-            dflat.fill(0)
-            for i in range(k):   # each window's gradient back where its values came from
-                for j in range(k):
-                    start = i * wp + j
-                    dflat[:, :, start:start + s * (t - 1) + 1:s] += dcols[:, i, j].transpose(
-                        1, 0, 2)
-            image = dflat[:, :, :hp * wp].reshape(n, c, hp, wp)
-            grads[0] = image[:, :, p:p + h, p:p + w]
+            dcols = np.matmul(ctx.wmat[:, :r].T, dymat,
+                              out=ctx.scratch("dcols", (r, ho * wo * n), dy.dtype))
+            dcols = dcols.reshape(c, k, k, ho, wo, n)
+            dxp = ctx.scratch("dxp", (c, h + 2 * p, w + 2 * p, n), dy.dtype)
+            dxp.fill(0)
+            for i, j, view in self._windows(ctx, dxp):   # each window's gradient back
+                view += dcols[:, i, j]                    # where its values came from
+            dx = ctx.scratch("dx", ctx.xshape, dy.dtype)
+            np.copyto(dx, dxp[:, p:p + h, p:p + w].transpose(3, 0, 1, 2))
+            grads[0] = dx
         return tuple(grads)
 
 
@@ -303,26 +321,30 @@ class BatchNorm(Op):
         return {"running_mean": Buffer((c,), 0.0), "running_var": Buffer((c,), 1.0)}
 
     def forward(self, ctx, x, gamma, beta):
-        axes, nd, eps = _feature_axes(x.ndim), x.ndim, ctx.attrs["eps"]
-        if ctx.training:
-            mean = x.mean(axis=axes, dtype=x.dtype)
-            centred = x - _per_feature(mean, nd)
-            var = np.mean(np.square(centred), axis=axes, dtype=x.dtype)
-            count = x.size // x.shape[1]
-            m = x.dtype.type(ctx.attrs["momentum"])
-            unbiased = var * x.dtype.type(count / max(count - 1, 1))
+        n, c = x.shape[:2]
+        x3 = x.reshape(n, c, -1)        # (N, C, values per sample and feature)
+        dt = x.dtype.type
+        count = n * x3.shape[2]
+        centred = ctx.scratch("centred", x3.shape, x.dtype)
+        if ctx.training:                # einsum: one pass per sum, no temporaries
+            mean = np.einsum("ncm->c", x3) / dt(count)
+            np.subtract(x3, mean[:, None], out=centred)
+            var = np.einsum("ncm,ncm->c", centred, centred) / dt(count)
+            m = dt(ctx.attrs["momentum"])
             run_mean, run_var = ctx.buffers["running_mean"], ctx.buffers["running_var"]
             run_mean *= m
             run_mean += (1 - m) * mean
             run_var *= m
-            run_var += (1 - m) * unbiased
+            run_var += (1 - m) * var * dt(count / max(count - 1, 1))   # unbiased
         else:
             mean, var = ctx.buffers["running_mean"], ctx.buffers["running_var"]
-            centred = x - _per_feature(mean, nd)
-        inv = 1 / np.sqrt(var + x.dtype.type(eps))
-        xhat = centred * _per_feature(inv, nd)
-        ctx.xhat, ctx.inv, ctx.gamma, ctx.batch_stats = xhat, inv, gamma, ctx.training
-        return xhat * _per_feature(gamma, nd) + _per_feature(beta, nd)
+            np.subtract(x3, mean[:, None], out=centred)
+        inv = 1 / np.sqrt(var + dt(ctx.attrs["eps"]))
+        scale = gamma * inv
+        out = np.multiply(centred, scale[:, None], out=ctx.scratch("y", x3.shape, x.dtype))
+        out += beta[:, None]
+        ctx.centred, ctx.inv, ctx.scale, ctx.batch_stats = centred, inv, scale, ctx.training
+        return out.reshape(x.shape)
 
     def to_onnx(self, b, x, gamma, beta):   # the inference form: running statistics
         return b.op("BatchNormalization", x, gamma, beta, b.buffer("running_mean"),
@@ -330,18 +352,24 @@ class BatchNorm(Op):
                     momentum=b.attrs["momentum"])
 
     def backward(self, ctx, dy):
-        xhat, nd = ctx.xhat, dy.ndim
-        axes, count = _feature_axes(nd), dy.size // dy.shape[1]
-        dgamma = np.sum(dy * xhat, axis=axes)
-        dbeta = np.sum(dy, axis=axes)
+        centred, inv, scale = ctx.centred, ctx.inv, ctx.scale
+        dy3 = dy.reshape(centred.shape)
+        count = centred.shape[0] * centred.shape[2]
+        dbeta = np.einsum("ncm->c", dy3)
+        dgamma = np.einsum("ncm,ncm->c", dy3, centred) * inv     # sum of dy * xhat
         dx = None
         if ctx.needs_grad[0]:
-            scale = _per_feature(ctx.gamma * ctx.inv, nd)
-            if ctx.batch_stats:   # the batch's mean and variance depend on x too
-                dx = scale * (dy - _per_feature(dbeta / count, nd)
-                              - xhat * _per_feature(dgamma / count, nd))
+            dx = ctx.scratch("dx", centred.shape, dy.dtype)
+            if ctx.batch_stats:   # the batch's mean and variance depend on x too:
+                # scale * (dy - mean of dy - xhat * mean of dy * xhat), xhat = centred * inv
+                np.subtract(dy3, (dbeta / count)[:, None], out=dx)
+                dx *= scale[:, None]
+                term = np.multiply(centred, (scale * inv * dgamma / count)[:, None],
+                                   out=ctx.scratch("term", centred.shape, dy.dtype))
+                dx -= term
             else:
-                dx = dy * scale
+                np.multiply(dy3, scale[:, None], out=dx)
+            dx = dx.reshape(dy.shape)
         return dx, dgamma, dbeta
 
 
