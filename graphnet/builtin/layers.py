@@ -70,6 +70,7 @@ class Conv2d(Op):
     """
 
     name = "conv2d"
+    label_attr = "filters"
     attrs = {"filters": Attr(kind="int", min=1, doc="output channels"),
              "kernel_size": Attr(kind="int", min=1, doc="side of the square kernel"),
              "stride": Attr(1, "int", min=1, doc="step between windows"),
@@ -165,6 +166,7 @@ class _Pool2d(Op):
     """Shared shape logic of max_pool2d and avg_pool2d: square windows, no padding."""
 
     kind = "layer"
+    label_attr = "pool_size"
     attrs = {"pool_size": Attr(2, "int", min=1, doc="side of the square window"),
              "stride": Attr(None, "int", min=1, doc="step between windows (default: pool_size)")}
 
@@ -377,6 +379,7 @@ class Embedding(Op):
     """Rows of a (vocab, units) table picked by integer ids: (L,) -> (L, units)."""
 
     name = "embedding"
+    label_attr = "units"
     int_inputs = (0,)
     attrs = {"vocab": Attr(kind="int", min=1, doc="number of ids: each lies in [0, vocab)"),
              "units": Attr(kind="int", min=1, doc="length of each row"),
