@@ -17,8 +17,10 @@ or index); ``to_feeds`` matches any of these to a model's inputs.
 """
 
 import csv
+import itertools
 import math
 import os
+import warnings
 import zipfile
 from importlib import resources
 
@@ -331,35 +333,64 @@ def _load_npz(path):
 
 
 TARGET_HEADERS = ("y", "label", "target", "class")
+_BLOCK = 1 << 14  # lines parsed at a time: a few MiB, as fast as more
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _load_csv(path, x_cols, y_col):
+    """Read a CSV a block of lines at a time, each block parsed by numpy's C reader:
+    memory is the arrays the file declares (float32 features, the target) and one block,
+    never a Python object per cell. A block the reader refuses is read again cell by
+    cell, to name the line and column at fault."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+            return _read_csv(f, path, x_cols, y_col)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"data file {path!r} could not be read as CSV: {exc}") from None
-    if not rows:
+    except MemoryError:
+        raise DataError(f"data file {path!r}: its numbers need more memory than is "
+                        f"available; use a smaller file or free memory") from None
+
+
+def _read_csv(f, path, x_cols, y_col):
+    lines = sum(1 for _ in f)   # the arrays are made once, at their final size
+    f.seek(0)
+    number = 0
+    for line in f:   # the first row with data: a header, if any field is not a number
+        number += 1
+        first = next(csv.reader([line]), [])
+        if _has_data(first):
+            break
+    else:
         raise DataError(f"data file {path!r} is empty")
-    header = None
-    if not all(_is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    width = len(header) if header else len(rows[0]) if rows else 0
-    if not rows:
+    header = None if all(_is_number(c) for c in first) else [c.strip() for c in first]
+    names = header or [str(i) for i in range(len(first))]
+    target, features = _roles(path, names, header, x_cols, y_col)
+    rows = lines - number + (header is None)   # at most; blank lines are skipped
+    x = np.empty((rows, len(features)), np.float32)
+    y = None if target is None else np.empty(rows)
+    n, block, start = 0, ([] if header else [line]), number + (header is not None)
+    while True:
+        block += itertools.islice(f, _BLOCK - len(block))
+        if not block:
+            break
+        part = _parse_block(block, start, path, names)
+        x[n:n + len(part)] = part[:, features]
+        if y is not None:
+            y[n:n + len(part)] = part[:, target]
+        n, start, block = n + len(part), start + len(block), []
+    if not n:
         raise DataError(f"data file {path!r} has a header but no data rows")
-    names = header or [str(i) for i in range(width)]
-    table = np.empty((len(rows), width))
-    for i, row in enumerate(rows):
-        line = i + (2 if header else 1)
-        if len(row) != width:
-            raise DataError(f"data file {path!r}, line {line}: {len(row)} fields, expected "
-                            f"{width}")
-        for j, cell in enumerate(row):
-            try:
-                table[i, j] = float(cell)
-            except ValueError:
-                raise DataError(f"data file {path!r}, line {line}, column {names[j]!r}: "
-                                f"{cell!r} is not a number") from None
+    arrays = {"x": x[:n]}
+    if y is not None:
+        y = y[:n]
+        labels = np.all(y == np.round(y)) and np.abs(y).max() <= 2 ** 53  # exact as int64
+        arrays["y"] = y.astype(np.int64) if labels else y
+    return arrays
+
+
+def _roles(path, names, header, x_cols, y_col):
+    """(target column index or None, feature column indices), checked."""
     if y_col is not None:
         target = _columns(path, names, y_col, "--y")
         if len(target) != 1:
@@ -367,26 +398,60 @@ def _load_csv(path, x_cols, y_col):
         target = target[0]
     else:
         target = next((names.index(h) for h in TARGET_HEADERS if header and h in names), None)
-    bad = np.argwhere(~np.isfinite(table) | (np.abs(table) > np.finfo(np.float32).max))
-    if len(bad):
-        i, j = bad[0]
-        raise DataError(f"data file {path!r}, line {i + (2 if header else 1)}, column "
-                        f"{names[j]!r}: {rows[i][j].strip()!r} is not a finite number that "
-                        f"float32 can hold")
     if x_cols is not None:
         features = _columns(path, names, x_cols, "--x")
     else:
-        features = [j for j in range(width) if j != target]
+        features = [j for j in range(len(names)) if j != target]
     if target is not None and target in features:
         raise DataError(f"data file {path!r}: column {names[target]!r} is both a feature "
                         f"and the target")
     if not features:
         raise DataError(f"data file {path!r}: no feature columns left; choose them with --x")
-    arrays = {"x": table[:, features].astype(np.float32)}
-    if target is not None:
-        col = table[:, target]
-        arrays["y"] = col.astype(np.int64) if np.all(col == np.round(col)) else col
-    return arrays
+    return target, features
+
+
+def _parse_block(lines, start, path, names):
+    """The rows of ``lines`` (the file's from line ``start`` on) as a float64 array."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # "input contained no data" for blank lines
+            part = np.loadtxt(lines, delimiter=",", comments=None, quotechar='"', ndmin=2)
+        if part.shape[1] == len(names) and np.all(np.abs(part) <= _FLOAT32_MAX):
+            return part
+    except ValueError:
+        pass
+    return _parse_cells(lines, start, path, names)
+
+
+def _parse_cells(lines, start, path, names):
+    """The same rows read cell by cell, naming the first line and column at fault."""
+    part = np.empty((len(lines), len(names)))
+    n = 0
+    reader = csv.reader(lines)
+    for row in reader:
+        line = start + reader.line_num - 1
+        if not _has_data(row):
+            continue
+        if len(row) != len(names):
+            raise DataError(f"data file {path!r}, line {line}: {len(row)} fields, expected "
+                            f"{len(names)}")
+        for j, cell in enumerate(row):
+            try:
+                value = float(cell)
+            except ValueError:
+                raise DataError(f"data file {path!r}, line {line}, column {names[j]!r}: "
+                                f"{cell!r} is not a number") from None
+            if not abs(value) <= _FLOAT32_MAX:
+                raise DataError(f"data file {path!r}, line {line}, column {names[j]!r}: "
+                                f"{cell.strip()!r} is not a finite number that float32 can "
+                                f"hold")
+            part[n, j] = value
+        n += 1
+    return part[:n]
+
+
+def _has_data(row):
+    return any(c.strip() for c in row)
 
 
 def _columns(path, names, spec, flag):

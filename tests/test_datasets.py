@@ -265,6 +265,23 @@ def test_bad_csv_is_named(tmp_path, text, kwargs, words):
     assert words in str(info.value) and "d.csv" in str(info.value)
 
 
+def test_csv_is_read_in_blocks_with_each_line_named_by_its_number_in_the_file(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(ds, "_BLOCK", 3)   # block edges fall on every kind of line below
+    path = tmp_path / "d.csv"
+    lines = ["", "a,b,label", "1,2,0", "", " , ", '"3", 4 ,1', "1_0,6,0", "  ", "7,8e0,1", ""]
+    path.write_bytes("\r\n".join(lines).encode())
+    arrays = ds.load_file(path)
+    assert arrays["x"].tolist() == [[1, 2], [3, 4], [10, 6], [7, 8]]
+    assert arrays["y"].tolist() == [0, 1, 0, 1] and arrays["y"].dtype == np.int64
+    for bad, words in (("7,oops,1", "line 9, column 'b': 'oops' is not a number"),
+                       ("7,8", "line 9: 2 fields, expected 3"),
+                       ("7,inf,1", "line 9, column 'b': 'inf' is not a finite number")):
+        path.write_text("\n".join(lines[:8] + [bad]))
+        with pytest.raises(DataError, match=words):
+            ds.load_file(path)
+
+
 def test_split_is_seeded_and_complete():
     arrays = {"x": np.arange(10)[:, None], "y": np.arange(10)}
     parts = ds.split(arrays, 0.3, seed=1)
@@ -378,6 +395,43 @@ def test_any_csv_loads_or_raises_data_error(tmp_path, rows, x, y):
     assert arrays["x"].ndim == 2 and len(arrays["x"]) >= 1
     if "y" in arrays:
         assert len(arrays["y"]) == len(arrays["x"])
+
+
+NUMBERS = st.one_of(st.integers(-10**6, 10**6).map(str),
+                    st.floats(-1e30, 1e30, allow_nan=False).map(repr),
+                    st.floats(-1e3, 1e3, allow_nan=False).map(lambda v: f" {v:.3e} "),
+                    st.integers(0, 9).map(lambda v: f'"{v}"'))
+
+
+@settings(max_examples=60, deadline=None)
+@given(table=st.integers(1, 4).flatmap(lambda width: st.lists(
+           st.lists(NUMBERS, min_size=width, max_size=width), min_size=1, max_size=12)),
+       blanks=st.lists(st.sampled_from(["", " ", ",", " , "]), max_size=4),
+       newline=st.sampled_from(["\n", "\r\n"]), block=st.sampled_from([1, 2, 5, 1 << 16]))
+def test_any_csv_of_numbers_loads_as_python_reads_its_cells(tmp_path_factory, table, blanks,
+                                                            newline, block):
+    import csv
+    width = len(table[0])
+    lines = [",".join(row) for row in table]
+    for i, blank in enumerate(blanks):   # blank lines anywhere after the first row
+        lines.insert(1 + (i * 5) % len(lines), blank)
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_bytes(newline.join(["h" + ",h".join(map(str, range(width)))] + lines).encode())
+    want = np.array([[float(c) for c in row] for row in csv.reader(lines)
+                     if any(c.strip() for c in row)], dtype=np.float32)
+    saved, ds._BLOCK = ds._BLOCK, block
+    try:
+        arrays = ds.load_file(path)
+    finally:
+        ds._BLOCK = saved
+    assert arrays["x"].dtype == np.float32 and np.array_equal(arrays["x"], want)
+
+
+def test_a_csv_target_of_integers_beyond_int64_stays_float(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,1e30\n2,-3\n")
+    y = ds.load_file(path)["y"]
+    assert y.dtype == np.float64 and y.tolist() == [1e30, -3]
 
 
 ARRAYS = hnp.arrays(dtype=st.sampled_from([np.float32, np.float64, np.int64, np.bool_]),
