@@ -110,6 +110,16 @@ def test_pooling_matches_its_definition(op, reduce, k, stride):
     np.testing.assert_allclose(y, pool_by_definition(x, k, stride or k, reduce), atol=1e-12)
 
 
+@pytest.mark.parametrize("shape, attrs", [
+    ((3, 4, 6), {}),                                # windows tile the image: dx not zeroed
+    ((3, 5, 5), {}),                                # the last row and column in no window
+    ((2, 5, 5), {"pool_size": 3, "stride": 2}),     # overlapping windows: summed back
+    ((2, 6, 6), {"pool_size": 2, "stride": 3})])    # gaps between windows
+def test_max_pool2d_gradcheck_of_each_window_layout(shape, attrs):
+    report = check_op("max_pool2d", [shape], attrs, batch=11)
+    assert report.ok and report.max_error < 1e-6, str(report)
+
+
 def test_max_pool2d_sends_the_gradient_to_the_largest_value():
     x = np.array([[[[1.0, 5.0], [2.0, 3.0]]]])
     model, y = run("max_pool2d", x)
