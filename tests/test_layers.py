@@ -75,30 +75,34 @@ def test_conv2d_matches_its_definition(k, stride, pad):
 
 
 def test_conv2d_over_batches_of_other_sizes_in_turn():
-    """The batch is moved in blocks of 8 samples and the padded and column arrays are
-    kept from step to step: a batch of 19 (two whole blocks and a part), then 3, then
-    19 again, each matches the definition (the zero border and the row of ones are
-    set again whenever the arrays are made again)."""
+    """The padded and column arrays are kept from step to step: a batch of 19, then 3,
+    then 19 again, each matches the definition (the zero border and the row of ones
+    are set again whenever the arrays are made again). Samples of 2 x 8 x 8 float64
+    (1 KiB) move in blocks of 8 (two whole blocks and a part), of 2 x 5 x 4 at once."""
     rng = np.random.default_rng(7)
     w, b = rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4)
-    g = gn.Graph()
-    g.output(g.add("conv2d", g.input("x", (2, 5, 4), dtype="float64"), name="node",
-                   filters=4, kernel_size=3, padding=1))
-    model = gn.Model(g, dtype="float64")
-    model.params["node.weight"][...], model.params["node.bias"][...] = w, b
-    for n in (19, 3, 19):
-        x = rng.normal(size=(n, 2, 5, 4))
-        np.testing.assert_allclose(model.forward({"x": x})["node"],
-                                   conv_by_definition(x, w, b, 1, 1), atol=1e-12)
+    for shape in ((2, 8, 8), (2, 5, 4)):
+        g = gn.Graph()
+        g.output(g.add("conv2d", g.input("x", shape, dtype="float64"), name="node",
+                       filters=4, kernel_size=3, padding=1))
+        model = gn.Model(g, dtype="float64")
+        model.params["node.weight"][...], model.params["node.bias"][...] = w, b
+        for n in (19, 3, 19):
+            x = rng.normal(size=(n, *shape))
+            np.testing.assert_allclose(model.forward({"x": x})["node"],
+                                       conv_by_definition(x, w, b, 1, 1), atol=1e-12)
 
 
-@pytest.mark.parametrize("attrs", [
-    {"filters": 3, "kernel_size": 3, "padding": 1},
-    {"filters": 2, "kernel_size": 2, "stride": 2},
-    {"filters": 2, "kernel_size": 3, "stride": 2, "padding": 1, "use_bias": False}])
-def test_conv2d_gradcheck_over_several_blocks_of_samples(attrs):
-    """Batches of 11: the blocked moves of the batch axis, a whole block and a part."""
-    report = check_op("conv2d", [(2, 5, 5)], attrs, batch=11)
+@pytest.mark.parametrize("shape, attrs", [
+    ((2, 8, 8), {"filters": 2, "kernel_size": 3, "padding": 1}),
+    ((2, 8, 8), {"filters": 2, "kernel_size": 2, "stride": 2}),
+    ((2, 5, 5), {"filters": 3, "kernel_size": 3, "padding": 1}),
+    ((2, 5, 5), {"filters": 2, "kernel_size": 3, "stride": 2, "padding": 1,
+                 "use_bias": False})])
+def test_conv2d_gradcheck_over_several_blocks_of_samples(shape, attrs):
+    """Batches of 11; inputs (and the first one's outputs) of 1 KiB per sample in float64
+    move in blocks of 8 samples, a whole block and a part; the others at once."""
+    report = check_op("conv2d", [shape], attrs, batch=11)
     assert report.ok and report.max_error < 1e-6, str(report)
 
 
