@@ -263,6 +263,7 @@ def _settings(args):
 def cmd_train(args):
     from .runs import train_run
     result = train_run(args.model, **_settings(args), resume=args.resume,
+                       checkpoint_every=args.checkpoint_every,
                        log=lambda line: print(line, flush=True), progress=not args.quiet,
                        log_epochs=not args.quiet and not sys.stdout.isatty())
     for note in result.notes:
@@ -278,7 +279,8 @@ def cmd_sweep(args):
     try:
         rows = sweep(args.model, grid, executor=args.executor, workers=args.workers,
                      scheduler=args.scheduler, out=out, progress=not args.quiet and
-                     sys.stderr.isatty(), log=say, **settings)
+                     sys.stderr.isatty(), log=say, checkpoint_every=args.checkpoint_every,
+                     **settings)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run the same command again to train what is left",
               file=sys.stderr)
@@ -447,6 +449,9 @@ def _training_flags(p, out_help):
     p.add_argument("--set", metavar="NODE.ATTR=VALUE", type=key_value, action="append",
                    help="change a node's attr before training, e.g. fc1.units=32 "
                         "(repeatable)")
+    p.add_argument("--checkpoint-every", type=positive_int, metavar="K",
+                   help="write model.npz every K epochs, not after each one (the last epoch "
+                        "and, on Ctrl-C, the finished ones are always written)")
     p.add_argument("--out", metavar="DIR", help=out_help)
 
 

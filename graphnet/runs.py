@@ -111,8 +111,8 @@ def resolve(model, *, dataset=None, data=None, test_data=None, x=None, y=None,
     return graph, settings
 
 
-def train_run(model, *, resume=None, log=None, log_epochs=False, progress=False, callbacks=(),
-              **settings):
+def train_run(model, *, resume=None, checkpoint_every=None, log=None, log_epochs=False,
+              progress=False, callbacks=(), **settings):
     """Train ``model`` (a model file's path, a Graph or a JSON dict) once; a RunResult.
 
     settings (each overrides the model file's training block): ``dataset``
@@ -127,17 +127,23 @@ def train_run(model, *, resume=None, log=None, log_epochs=False, progress=False,
     resume: None trains from scratch; a checkpoint path continues from it;
     ``"auto"`` continues from the run folder's own checkpoint if there is
     one (a finished one trains nothing more). Either way the result is the
-    one of an uninterrupted run. log: called with each line for a person;
+    one of an uninterrupted run. checkpoint_every: write model.npz every this
+    many epochs (default: the training block's ``checkpoint_every``, else 1);
+    the last epoch and an interrupted one's finished epochs are always
+    written. It changes no result, so it is no setting of metrics.json.
+    log: called with each line for a person;
     log_epochs: also a line per epoch. progress: fit's progress bar (on a
     terminal); callbacks: more graphnet Callbacks for fit.
     """
     from . import datasets as ds
     from .model import Model
     from .plugins import optimizer as make_optimizer
+    from .serialize import training_block
     from .train import evaluate, fit
 
     say = log or (lambda line: None)
     graph, s = resolve(model, **settings)
+    block = training_block(graph) or {}
     out = s["out"]
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f"out {out!r} is a file; name a folder")
@@ -170,7 +176,8 @@ def train_run(model, *, resume=None, log=None, log_epochs=False, progress=False,
                   batch_size=s["batch_size"], shuffle=s["shuffle"], seed=s["seed"],
                   validation=validation, progress=progress,
                   callbacks=[*callbacks, *([_EpochLines(say, watched)] if log_epochs else [])],
-                  checkpoint=checkpoint, resume=resume)
+                  checkpoint=checkpoint, resume=resume,
+                  checkpoint_every=checkpoint_every or block.get("checkpoint_every", 1))
     seconds = time.perf_counter() - start
     metrics = {**{split: scores(evaluate(net, splits[split])) for split in ("train", "test")},
                "epochs": len(history), "seconds": round(seconds, 3), "settings": s}

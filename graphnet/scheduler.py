@@ -179,9 +179,12 @@ class Plan:
 
     ``generated=False`` runs them through the reference interpreter instead of
     the generated functions (same results; slower; for tests and debugging).
+    ``fuse=False`` keeps every node a step of its own: by default a node whose op
+    can ``fuse`` with the one node reading it (a dense and its activation) runs
+    with it as one step, its own value and gradient still kept in its slots.
     """
 
-    def __init__(self, program, targets, generated=True):
+    def __init__(self, program, targets, generated=True, fuse=True):
         nodes = program.nodes
         needed = set(targets)
         for t in targets:
@@ -208,20 +211,32 @@ class Plan:
         self.contexts = []
         self.param_contexts = []               # (ctx, its params' places) of nodes with params
         self.buffer_contexts = []              # (ctx, ((buffer name, model key), ...))
+        self.fused = {}                        # step index -> (inner node's slot, outer node)
+        pairs = _fusions(nodes, order, targets) if fuse else {}
+        inner = {d for d, _ in pairs.values()}
         for n in order:
             node = nodes[n]
-            if node.kind == "input":
+            if node.kind == "input" or n in inner:
                 continue
+            forward, backward = node.op.forward, node.op.backward
+            if n in pairs:                     # n's one input runs with it
+                d, op = pairs[n]
+                self.fused[len(self.steps)] = (self.slot[d], node)
+                node, forward, backward = nodes[d], op.forward, op.backward
             ins = tuple(self.slot[i] for i in node.inputs) + tuple(
                 self.slot[k] for k in node.param_keys())
-            ctx = Context(n, node.attrs, tuple(nodes[i].shape for i in node.inputs), node.shape)
+            ctx = Context(node.name, node.attrs, tuple(nodes[i].shape for i in node.inputs),
+                          node.shape)
+            if n != node.name:
+                ctx.act_attrs = nodes[n].attrs
             self.contexts.append(ctx)
             self.nodes.append(node)
-            self.steps.append((node.op.forward, node.op.backward, ctx, ins, self.slot[n]))
+            self.steps.append((forward, backward, ctx, ins, self.slot[n]))
             if node.params:
                 self.param_contexts.append((ctx, [param_index[k] for k in node.param_keys()]))
             if node.buffers:
-                self.buffer_contexts.append((ctx, tuple((b, f"{n}.{b}") for b in node.buffers)))
+                self.buffer_contexts.append((ctx, tuple((b, f"{node.name}.{b}")
+                                                        for b in node.buffers)))
         self.slot_names = {s: n for n, s in self.slot.items()}
         self.generated = generated
         self._grad_mode = None
@@ -284,6 +299,8 @@ class Plan:
         for k, (_, _, _, ins, out) in enumerate(self.steps):
             args = "".join(f", vals[{i}]" for i in ins)
             lines = [f"    vals[{out}] = f{k}(c{k}{args})"]
+            if k in self.fused:                # the inner node's value
+                lines.append(f"    vals[{self.fused[k][0]}] = c{k}.z")
             if checking:
                 lines.append(f"    check_output({k}, vals[{out}], batch, dtype)")
             body.append((lines, k))
@@ -311,6 +328,8 @@ class Plan:
                       f"            check(c{k}, {ins!r}, r, vals)"]
             if id(ctx) in places:
                 lines.append(f"        c{k}.param_grads = None")
+            if k in self.fused:
+                lines.append(f"        grads[{self.fused[k][0]}] = c{k}.dz")
             for pos, (i, need) in enumerate(zip(ins, ctx.needs_grad)):
                 if not need:
                     continue
@@ -397,6 +416,11 @@ class Plan:
     def _where(self, k):
         node = self.nodes[k]
         op = node.op
+        if k in self.fused:
+            outer = self.fused[k][1]
+            code = outer.op.activation.fn
+            return (f"node {node.name!r} with {outer.name!r} (one step): op {op.name!r} with "
+                    f"{outer.op.name!r} from {origin(code)}")
         code = getattr(op, "activation", None)
         code = getattr(code, "fn", op) if code is not None else op  # an activation's own code
         return f"node {node.name!r}: op {op.name!r} from {origin(code)}"
@@ -446,6 +470,25 @@ class Plan:
                                     f"{np.shape(vals[i])}")
 
 
+def _fusions(nodes, order, targets):
+    """{outer node: (inner node, fused op)} for each node (not a target) read by one
+    node alone, whose op ``fuse``s with that node's op (see Dense.fuse)."""
+    readers = {}
+    for n in order:
+        for i in nodes[n].inputs:
+            readers.setdefault(i, []).append(n)
+    pairs = {}
+    for n in order:
+        fuse = getattr(nodes[n].op, "fuse", None)
+        reader = readers.get(n, [])
+        if fuse is None or n in targets or len(reader) != 1:
+            continue
+        op = fuse(nodes[reader[0]].op)
+        if op is not None:
+            pairs[reader[0]] = (n, op)
+    return pairs
+
+
 def interpret_forward(plan, vals, batch=None, dtype=None):
     """The reference forward: the plan's steps in a plain loop, each output checked
     when ``batch`` is given (what the generated ``first_forward`` does)."""
@@ -453,6 +496,8 @@ def interpret_forward(plan, vals, batch=None, dtype=None):
     try:
         for k, (forward, _, ctx, ins, out) in enumerate(plan.steps):
             vals[out] = forward(ctx, *[vals[i] for i in ins])
+            if k in plan.fused:
+                vals[plan.fused[k][0]] = ctx.z
             if batch is not None:
                 plan.check_output(k, vals[out], batch, dtype)
     except GraphnetError:
@@ -478,6 +523,8 @@ def interpret_backward(plan, vals, grads, checking, param_grads):
             if checking:
                 plan._check_backward(ctx, ins, r, vals)
             ctx.param_grads = None
+            if k in plan.fused:
+                grads[plan.fused[k][0]] = ctx.dz
             for i, need, d in zip(ins, ctx.needs_grad, r):
                 if need and d is not None:
                     grads[i] = d if grads[i] is None else plan._accumulate(i, grads[i], d)

@@ -185,7 +185,7 @@ class Run:
 
 def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, validation=None,
         metrics="auto", callbacks=(), progress=True, seed=None, checkpoint=None, resume=None,
-        nan_guard=True):
+        nan_guard=True, checkpoint_every=1):
     """Train ``model`` on ``data`` with mini-batch gradient descent; return a History.
 
     data, validation: dicts of input name -> array, samples along axis 0.
@@ -203,6 +203,10 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     resume: a checkpoint path to continue from: params, optimizer state,
         history and generators are restored and training goes on at the next
         epoch, up to ``epochs`` in all. A finished checkpoint trains nothing.
+    checkpoint_every: write the checkpoint only every this many epochs (each
+        write is fsynced: it dominates short epochs). The last epoch is always
+        written, and so is the last finished one when training is interrupted
+        (Ctrl-C, SIGTERM, an error): no finished epoch is lost.
     nan_guard: stop with TrainingError, naming the node, when a loss, an output
         or a gradient goes NaN or infinite (checked before the update, so the
         params stay those of the last good step).
@@ -211,6 +215,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     not yet (``normalize``) are adapted to ``data`` (see ``adapt``).
     """
     epochs = _whole(epochs, "epochs", 0)
+    checkpoint_every = _whole(checkpoint_every, "checkpoint_every", 1)
     measure = _Measure(model, metrics)
     train_data, n = _prepare(model, data, "data")
     val_data = _prepare(model, validation, "validation")[0] if validation is not None else None
@@ -239,44 +244,48 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     batches = math.ceil(n / batch_size)
     run = Run(model, opt, history, epochs, batches)
     bar_on = progress and (_isatty() or _in_notebook())
+    kept = _Checkpoints(checkpoint, checkpoint_every, model, opt, history, shuffle_rng,
+                        epochs, batch_size, shuffle)
     for cb in callbacks:
         cb.on_train_begin(run)
-    for epoch in range(start, epochs):
-        run.epoch, run.batch = epoch + 1, 0
-        t0 = time.perf_counter()
-        for cb in callbacks:
-            cb.on_epoch_begin(run)
-        if shuffle:
-            order = shuffle_rng.permutation(n)
-            arrays = {k: v[order] for k, v in train_data.items()}
-        else:
-            arrays = train_data
-        bar = _bar(bar_on, batches, epoch + 1, epochs)
-        try:
-            totals = _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar)
-            row = {"epoch": epoch + 1, **totals.result()}
-            if val_data is not None:
-                row.update({f"val_{k}": v for k, v in
-                            _evaluate(model, val_data, measure, EVAL_BATCH_SIZE).items()})
-            row["lr"] = float(opt.lr)
-            row["seconds"] = time.perf_counter() - t0
+    try:
+        for epoch in range(start, epochs):
+            run.epoch, run.batch = epoch + 1, 0
+            t0 = time.perf_counter()
             for cb in callbacks:
-                cb.on_epoch_end(run, row)
-            history.append(row)
-            if bar is not None:
-                bar.set_postfix(_fmt({k: v for k, v in row.items()
-                                      if k not in ("epoch", "seconds")}))
-        finally:
-            if bar is not None:
-                bar.close()
-        last = run.stop or epoch + 1 == epochs
-        if checkpoint is not None and not last:
-            _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, epoch + 1, epochs,
-                             None, batch_size, shuffle)
-        if run.stop:
-            break
-    for cb in callbacks:
-        cb.on_train_end(run)
+                cb.on_epoch_begin(run)
+            if shuffle:
+                order = shuffle_rng.permutation(n)
+                arrays = {k: v[order] for k, v in train_data.items()}
+            else:
+                arrays = train_data
+            bar = _bar(bar_on, batches, epoch + 1, epochs)
+            try:
+                totals = _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar)
+                row = {"epoch": epoch + 1, **totals.result()}
+                if val_data is not None:
+                    row.update({f"val_{k}": v for k, v in
+                                _evaluate(model, val_data, measure, EVAL_BATCH_SIZE).items()})
+                row["lr"] = float(opt.lr)
+                row["seconds"] = time.perf_counter() - t0
+                for cb in callbacks:
+                    cb.on_epoch_end(run, row)
+                history.append(row)
+                if bar is not None:
+                    bar.set_postfix(_fmt({k: v for k, v in row.items()
+                                          if k not in ("epoch", "seconds")}))
+            finally:
+                if bar is not None:
+                    bar.close()
+            if not (run.stop or epoch + 1 == epochs):   # the last epoch is saved below
+                kept.epoch_end(epoch + 1)
+            if run.stop:
+                break
+        for cb in callbacks:
+            cb.on_train_end(run)
+    except BaseException:
+        kept.interrupted()
+        raise
     if checkpoint is not None and history.rows and len(history) > start:
         _save_checkpoint(checkpoint, model, opt, history, shuffle_rng, history.rows[-1]["epoch"],
                          epochs, history.stop_reason or "done", batch_size, shuffle)
@@ -457,6 +466,63 @@ def _save_checkpoint(path, model, opt, history, shuffle_rng, epoch, epochs, fini
              "rng": {"shuffle": shuffle_rng.bit_generator.state,
                      "model": model.rng.bit_generator.state}}
     _save(model, path, optimizer=opt, history=history.to_dict(), train_state=state)
+
+
+class _Checkpoints:
+    """fit's checkpoints every ``every`` epochs. Between writes the state after the last
+    finished epoch is kept in memory (params, optimizer, generators: small copies), so
+    that an interrupt writes it: the file is then the one an every-epoch run has."""
+
+    def __init__(self, path, every, model, opt, history, shuffle_rng, epochs, batch_size,
+                 shuffle):
+        self.path, self.every, self.model, self.opt = path, every, model, opt
+        self.history, self.shuffle_rng = history, shuffle_rng
+        self.save_args = (epochs, None, batch_size, shuffle)
+        self.kept = None
+
+    def epoch_end(self, epoch):
+        if self.path is None:
+            return
+        if epoch % self.every == 0:
+            self._write(epoch)
+            self.kept = None
+        else:
+            self.kept = (epoch, self._state())
+
+    def interrupted(self):
+        """Write the kept epoch, leaving the model, optimizer and generators as they are."""
+        if self.kept is None:
+            return
+        (epoch, state), self.kept = self.kept, None
+        now = self._state()
+        self._restore(state)
+        try:
+            self._write(epoch)
+        finally:
+            self._restore(now)
+
+    def _write(self, epoch):
+        rows, self.history.rows = self.history.rows, self.history.rows[:epoch]
+        try:
+            _save_checkpoint(self.path, self.model, self.opt, self.history, self.shuffle_rng,
+                             epoch, *self.save_args)
+        finally:
+            self.history.rows = rows
+
+    def _state(self):
+        m = self.model
+        return ({k: v.copy() for k, v in m.params.items()},
+                {k: v.copy() for k, v in m.buffers.items()}, self.opt.state_dict(),
+                self.shuffle_rng.bit_generator.state, m.rng.bit_generator.state)
+
+    def _restore(self, state):
+        params, buffers, opt, shuffle, rng = state
+        for store, saved in ((self.model.params, params), (self.model.buffers, buffers)):
+            for k, v in saved.items():
+                np.copyto(store[k], v)
+        self.opt.load_state_dict(opt)
+        self.shuffle_rng.bit_generator.state = shuffle
+        self.model.rng.bit_generator.state = rng
 
 
 def _resume(model, path, optimizer, shuffle_rng):

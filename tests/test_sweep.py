@@ -206,8 +206,9 @@ def test_map_cells_bad_input():
 def start_sweep(model_file, out, *flags):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(NO_MATPLOTLIB), str(ROOT)])}
     args = ["sweep", model_file, "--grid", "lr=0.01,0.05", "--grid", "seed=0,1",
-            "--dataset-option", "n=100", "--epochs", 15, "--batch-size", 4, "--out", out]
-    return subprocess.Popen([sys.executable, "-m", "graphnet", *map(str, [*args, *flags])],
+            "--dataset-option", "n=100", "--epochs", 15, "--batch-size", 4, "--out", out,
+            *flags]
+    return subprocess.Popen([sys.executable, "-m", "graphnet", *map(str, args)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -265,6 +266,28 @@ def test_ctrl_c_stops_and_the_rerun_resumes(model_file, slow_serial, tmp_path):
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert scores(json.loads((tmp_path / "results.json").read_text())) == scores(slow_serial)
+
+
+def test_ctrl_c_with_sparse_checkpoints_keeps_the_workers_finished_epochs(model_file,
+                                                                         tmp_path):
+    """Stopped by the sweep, a worker's cell writes its finished epochs (SIGTERM to fit)
+    although its next periodic checkpoint is far away."""
+    proc = start_sweep(model_file, tmp_path, "--executor", "processes", "--workers", 2,
+                       "--epochs", 3000, "--checkpoint-every", 10000)
+    try:
+        end = time.monotonic() + 60
+        while not list(tmp_path.glob("*=*")) and time.monotonic() < end:
+            time.sleep(0.01)
+        time.sleep(1.0)          # some epochs of the first cells
+        assert not list(tmp_path.glob("*/model.npz"))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    saved = [gn.load_checkpoint(str(p)).train_state for p in tmp_path.glob("*/model.npz")]
+    assert saved and all(1 <= s["epoch"] < 3000 and s["finished"] is None for s in saved)
+    assert not list(tmp_path.glob("*/.model.npz.*"))    # no half-written file left
 
 
 # --- a real dask cluster: a scheduler and worker processes on 127.0.0.1 --------------------

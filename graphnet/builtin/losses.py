@@ -68,7 +68,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def forward(self, ctx, logits, labels):
         n, classes = logits.shape
-        shifted = np.subtract(logits, logits.max(axis=1, keepdims=True),
+        shifted = np.subtract(logits, row_max(ctx, logits),
                               out=ctx.scratch("probs", logits.shape, logits.dtype))
         if labels.ndim == 1:
             if labels.dtype.kind not in "iu":
@@ -83,11 +83,11 @@ class SoftmaxCrossEntropy(Loss):
                 rows = ctx.rows = np.arange(n)
             picked = shifted[rows, labels].sum()
             exp = np.exp(shifted, out=shifted)   # the buffer now holds exp, then probs
-            sums = exp.sum(axis=1, keepdims=True)
+            sums = row_sum(ctx, exp)
             total = np.log(sums).sum() - picked
         else:
             exp = np.exp(shifted)
-            sums = exp.sum(axis=1, keepdims=True)
+            sums = row_sum(ctx, exp)
             ctx.log_probs = shifted - np.log(sums)   # backward's gradient for the targets
             total = -(labels * ctx.log_probs).sum()
         exp /= sums
@@ -109,6 +109,32 @@ class SoftmaxCrossEntropy(Loss):
         if ctx.needs_grad[1] and labels.ndim != 1:
             dlabels = -ctx.log_probs * scale
         return g, dlabels
+
+
+def row_max(ctx, x):
+    """max over each row of 2-d ``x``, shape (n, 1). numpy reduces a short last axis one
+    row at a time; with few columns, the maximum over the rows of the transposed copy
+    runs vectorised along the batch, several times faster."""
+    n, c = x.shape
+    out = ctx.scratch("row_max", (n, 1), x.dtype)
+    if c > 64 or n < 2 * c:
+        return np.maximum.reduce(x, axis=1, keepdims=True, out=out)
+    xt = ctx.scratch("transposed", (c, n), x.dtype)
+    np.copyto(xt, x.T)
+    np.maximum.reduce(xt, axis=0, out=out.reshape(n))
+    return out
+
+
+def row_sum(ctx, x):
+    """The sum of each row of 2-d ``x``, shape (n, 1), as ``x @ ones`` (BLAS is faster
+    than add.reduce over a short last axis)."""
+    n, c = x.shape
+    ones = getattr(ctx, "ones", None)
+    if ones is None or ones.shape[0] != c or ones.dtype != x.dtype:
+        ones = ctx.ones = np.ones(c, x.dtype)
+    out = ctx.scratch("row_sum", (n, 1), x.dtype)
+    np.matmul(x, ones, out=out.reshape(n))
+    return out
 
 
 class BinaryCrossEntropy(Loss):

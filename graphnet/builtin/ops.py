@@ -67,20 +67,75 @@ class Dense(Op):
             out_b = ctx.param_grads[1] if len(ctx.param_grads) > 1 else None
         if x.ndim == 2:
             dw = np.matmul(x.T, dy, out=out_w)
-            db = np.add.reduce(dy, axis=0, out=out_b)
         else:
-            dw = np.matmul(x.reshape(-1, x.shape[-1]).T, dy.reshape(-1, dy.shape[-1]), out=out_w)
-            db = np.add.reduce(dy.reshape(-1, dy.shape[-1]), axis=0, out=out_b)
+            x, dy = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+            dw = np.matmul(x.T, dy, out=out_w)
+        db = None
+        if len(ctx.needs_grad) == 3:   # ones @ dy: BLAS sums the batch faster than add.reduce
+            db = np.matmul(ones(ctx, dy.shape[0], dy.dtype), dy, out=out_b)
         dx = None
         if ctx.needs_grad[0]:  # not for a first layer, whose input is data
             dx = np.matmul(dy, w.T, out=ctx.scratch("dx", x.shape, dw.dtype))
+            dx = dx.reshape(ctx.x.shape)
         return (dx, dw, db) if len(ctx.needs_grad) == 3 else (dx, dw)
+
+    def fuse(self, op):
+        """This dense and the activation ``op`` reading it as one plan step (see
+        DenseActivation), when the activation writes into buffers; else None."""
+        act = getattr(op, "activation", None)
+        if act is None or act.forward_into is None or act.backward_into is None:
+            return None
+        return DenseActivation(self, act)
 
     def to_onnx(self, b, x, weight, bias=None):
         if len(b.input_shapes[0]) == 1:  # (N, in): one Gemm, as PyTorch writes nn.Linear
             return b.op("Gemm", x, weight, *([bias] if bias else []))
         y = b.op("MatMul", x, weight)
         return b.op("Add", y, bias) if bias else y
+
+
+class DenseActivation:
+    """A dense node and the activation that alone reads it, run as one step of a plan.
+
+    The forward is one matmul into the dense's buffer, the bias added in place,
+    and the activation written into a second buffer; the backward writes the
+    activation's gradient into a buffer and runs the dense backward on it. The
+    numbers are those of the two nodes run apart; the plan saves a call per
+    node and direction. ``ctx`` is the dense node's, with ``act_attrs`` (the
+    activation node's attrs) set by the plan; ``ctx.z`` and ``ctx.dz`` keep the
+    dense's output and its gradient, which the plan puts in the dense's slots.
+    """
+
+    def __init__(self, dense, activation):
+        self.dense, self.activation = dense, activation
+        self.name = f"{dense.name}+{activation.name}"
+
+    def forward(self, ctx, x, weight, bias=None):
+        z = self.dense.forward(ctx, x, weight, bias)
+        y = ctx.scratch("act", z.shape, z.dtype)
+        if ctx.act_attrs:
+            y = self.activation.forward_into(z, y, **ctx.act_attrs)
+        else:
+            y = self.activation.forward_into(z, y)
+        ctx.z, ctx.y = z, y
+        return y
+
+    def backward(self, ctx, dy):
+        dz = ctx.scratch("dz", dy.shape, dy.dtype)
+        if ctx.act_attrs:
+            dz = self.activation.backward_into(ctx.z, ctx.y, dy, dz, **ctx.act_attrs)
+        else:
+            dz = self.activation.backward_into(ctx.z, ctx.y, dy, dz)
+        ctx.dz = dz
+        return self.dense.backward(ctx, dz)
+
+
+def ones(ctx, n, dtype):
+    """A vector of n ones kept on ``ctx`` (``ones @ dy`` sums dy over its rows)."""
+    got = getattr(ctx, "ones", None)
+    if got is None or got.shape[0] != n or got.dtype != dtype:
+        got = ctx.ones = np.ones(n, dtype)
+    return got
 
 
 class BroadcastMerge(Op):

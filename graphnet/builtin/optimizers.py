@@ -122,29 +122,85 @@ class Adam(Optimizer):
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, clip_norm=None):
         super().__init__(lr=lr, beta1=beta1, beta2=beta2, eps=eps, clip_norm=clip_norm)
+        self._coefs, self._pairs = {}, {}   # see _coefficients and _adam
 
     def init_state(self, param):
-        return {"m": _zeros(param), "v": _zeros(param)}
+        """m and v as the two rows of one array, so that one numpy call updates both."""
+        mv = np.zeros((2,) + param.shape, param.dtype)
+        return {"m": mv[0, ...], "v": mv[1, ...]}   # views even for a 0-d param
 
     def update(self, param, grad, state, step):
         self._adam(param, grad, state, step)
 
     def _adam(self, param, grad, state, step):
-        m, v, buf = state["m"], state["v"], self.scratch(param)
-        m *= self.beta1
-        _mul(grad, 1.0 - self.beta1, buf)
-        m += buf
-        v *= self.beta2
-        _square(grad, buf)
-        buf *= 1.0 - self.beta2
-        v += buf
-        # (the same order of operations as torch.optim.Adam's single-tensor path)
+        """Nine numpy calls on the rows m and v of one array (init_state's), else twelve.
+
+        The bias corrections are folded into two scalars: with c2 = sqrt(1 - beta2^t),
+        lr m_hat / (sqrt(v_hat) + eps) = (lr c2 / (1 - beta1^t)) m / (sqrt(v) + eps c2);
+        both branches round alike, so the flat and the per-param steps agree bit for bit.
+        """
+        m, v = state["m"], state["v"]
+        c2 = math.sqrt(1.0 - self.beta2 ** step)
+        pair = self._pairs.get(id(m))
+        if pair is not None and pair[0] is m and pair[1] is v:
+            mv = pair[2]
+        else:
+            mv = _rows(m, v)
+            if mv is not None and mv.shape[1:] == m.shape:   # whole rows: kept from step to step
+                if len(self._pairs) > 256:
+                    self._pairs.clear()
+                self._pairs[id(m)] = (m, v, mv)
+        if mv is not None:
+            buf2 = self.scratch(mv)
+            betas, coefs = self._coefficients(mv)
+            mv *= betas                          # m *= beta1, v *= beta2
+            np.multiply(grad, coefs, out=buf2)   # (1 - beta1) g, (1 - beta2) g
+            buf2[1, ...] *= grad
+            mv += buf2
+            buf = buf2[0, ...]
+        else:                                    # state loaded into separate arrays
+            buf = self.scratch(param)
+            m *= self.beta1
+            np.multiply(grad, 1.0 - self.beta1, out=buf)
+            m += buf
+            v *= self.beta2
+            np.multiply(grad, 1.0 - self.beta2, out=buf)
+            buf *= grad
+            v += buf
         np.sqrt(v, out=buf)
-        buf /= math.sqrt(1.0 - self.beta2 ** step)
-        buf += self.eps
+        buf += self.eps * c2
         np.divide(m, buf, out=buf)
-        buf *= self.lr / (1.0 - self.beta1 ** step)
+        buf *= self.lr * c2 / (1.0 - self.beta1 ** step)
         param -= buf
+
+    def _coefficients(self, mv):
+        """[beta1, beta2] and [1 - beta1, 1 - beta2] shaped to broadcast over ``mv``'s rows."""
+        key = (mv.ndim, mv.dtype, self.beta1, self.beta2)
+        got = self._coefs.get(key)
+        if got is None:
+            shape = (2,) + (1,) * (mv.ndim - 1)
+            got = self._coefs[key] = (
+                np.array([self.beta1, self.beta2], mv.dtype).reshape(shape),
+                np.array([1.0 - self.beta1, 1.0 - self.beta2], mv.dtype).reshape(shape))
+        return got
+
+
+def _rows(m, v):
+    """The (2, ...) array whose rows are ``m`` and ``v`` (or the same slice of each),
+    as Adam's init_state makes them; None for arrays made apart (a loaded state)."""
+    base = m.base
+    if base is None or v.base is not base or base.ndim != m.ndim + 1 or base.shape[0] != 2:
+        return None
+    start, row = base.ctypes.data, base.strides[0]
+    at = m.ctypes.data
+    if v.ctypes.data != at + row or m.strides != base.strides[1:] or v.strides != m.strides:
+        return None
+    if m.shape == base.shape[1:] and at == start:
+        return base
+    if m.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    lo = (at - start) // m.itemsize
+    return base[:, lo:lo + m.shape[0]]
 
 
 class AdamW(Adam):
@@ -160,6 +216,7 @@ class AdamW(Adam):
                  clip_norm=None):
         Optimizer.__init__(self, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
                            weight_decay=weight_decay, clip_norm=clip_norm)
+        self._coefs, self._pairs = {}, {}   # see _coefficients and _adam
 
     def update(self, param, grad, state, step):
         if self.weight_decay:

@@ -253,6 +253,10 @@ def _build_schema(tables):
                      "description": "a .npz or .csv file (or give 'dataset')"},
             "validation_split": {"type": "number", "minimum": 0, "exclusiveMaximum": 1,
                                  "description": "fraction of the training data held out"},
+            "checkpoint_every": {"type": "integer", "minimum": 1, "default": 1,
+                                 "description": "write the checkpoint every this many "
+                                                "epochs (the last one and an interrupted "
+                                                "run's finished ones always)"},
         },
         "additionalProperties": False,
     }
