@@ -97,8 +97,8 @@ def resolve(model, *, dataset=None, data=None, test_data=None, x=None, y=None,
         raise DataError("--dataset-option applies to --dataset, not to --data files")
     settings = {
         "model": graph.name, "optimizer": spec,
-        "epochs": epochs or block.get("epochs", 10),
-        "batch_size": batch_size or block.get("batch_size", 32),
+        "epochs": epochs if epochs is not None else block.get("epochs", 10),
+        "batch_size": batch_size if batch_size is not None else block.get("batch_size", 32),
         "seed": seed if seed is not None else block.get("seed", 0),
         "shuffle": block.get("shuffle", True),
         "validation_split": block.get("validation_split"),
@@ -241,7 +241,7 @@ def parse_value(value):
         return value
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):   # not JSON, or nested past Python's stack
         return value
     return parsed if not isinstance(parsed, float) or math.isfinite(parsed) else value
 
