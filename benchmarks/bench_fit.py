@@ -17,11 +17,20 @@ round after round (the first rotating), each round one fit call of
 median per batch and the median over the rounds of the ratio to the bare
 loop of the same round. The variants switch fit's
 extras off one at a time to show where the overhead goes.
+
+``--instructions`` counts instead what the machine's load cannot change: the
+instructions executed (valgrind's callgrind, when installed) by the bare loop
+and by fit on the digits config, each in a process that trains 1 and then 6
+epochs (after the same warm-up); the difference is 5 epochs' worth. Slow
+(about a minute per process).
 """
 
 import argparse
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -109,15 +118,49 @@ def measure(graph, data, batch_size, epochs, rounds):
     return {label: statistics.median(t) for label, t in times.items()}, ratios
 
 
+def instructions(epochs=5):
+    """Instructions per batch of the bare loop and of fit (defaults) on the digits config,
+    counted by callgrind: (one process training 1 + epochs) minus (one training 1)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    batches = -(-len(load_digits()["train"]["y"]) // 64)
+    counts = {}
+    for variant in ("bare", "fit"):
+        ran = []
+        for n in (1, 1 + epochs):
+            out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                                  sys.executable, __file__, "--once", variant, str(n)],
+                                 capture_output=True, text=True, check=True)
+            ran.append(int(re.search(r"Collected : (\d+)", out.stderr).group(1)))
+        counts[variant] = (ran[1] - ran[0]) / (epochs * batches)
+    print(f"instructions per batch, 64-128-10 MLP, batch_size=64: bare {counts['bare']:,.0f}, "
+          f"fit {counts['fit']:,.0f} ({counts['fit'] / counts['bare']:.3f}x)")
+
+
+def once(data, variant, epochs):
+    """One warm-up epoch of each, then ``epochs`` of ``variant`` (for --instructions)."""
+    graph = digits_mlp(128)
+    bare(gn.Model(graph, seed=0), data, 64, 1)
+    fitted(gn.Model(graph, seed=0), data, 64, 1)
+    (bare if variant == "bare" else fitted)(gn.Model(graph, seed=0), data, 64, epochs)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=41)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--configs", type=int, default=len(CONFIGS),
                         help="how many of the configs to run, the digits target first")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions with callgrind instead of timing")
+    parser.add_argument("--once", nargs=2, metavar=("VARIANT", "EPOCHS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.instructions:
+        return instructions()
     split = load_digits()["train"]
     data = {"x": split["x"].astype(np.float32), "y": split["y"].astype(np.int64)}
+    if args.once:
+        return once(data, args.once[0], int(args.once[1]))
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; digits train split "
           f"({len(data['y'])} samples), adam, float32, {args.epochs} epochs per call, median "

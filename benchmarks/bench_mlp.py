@@ -459,7 +459,7 @@ def main(argv=None):
         if args.scaling is not None:
             results["scaling"] = bench_scaling(optimizer, args.scaling or None, args.quick)
     if args.memory:
-        results["memory_rss_bytes"] = bench_memory(["numpy", "graphnet"], optimizer)
+        results["memory_rss_bytes"] = bench_memory(["numpy", "graphnet", "graphnet_fit"], optimizer)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
         print(f"wrote {args.json}")

@@ -3,8 +3,11 @@ the imports (before the model is made), in KiB.
 
 Run by ``bench_mlp.py --memory`` in a fresh process per engine, so that each
 pays only for what it imports: the numpy baseline never imports graphnet.
+``graphnet`` steps the loop of the docs; ``graphnet_fit`` makes the same steps
+through ``model.fit`` (the one batch as the whole data, unshuffled, one step
+per epoch), so that fit's own imports count too.
 
-    python benchmarks/rss_child.py numpy|graphnet [optimizer] [steps]
+    python benchmarks/rss_child.py numpy|graphnet|graphnet_fit [optimizer] [steps]
 """
 
 import resource
@@ -30,18 +33,24 @@ SIZES, ACT, BATCH, LOSS = [784, 256, 256, 10], "relu", 128, "ce"
 
 def main(engine, optimizer="adam", steps=50):
     x, y = make_data(SIZES, BATCH, LOSS)
-    if engine == "graphnet":
+    if engine.startswith("graphnet"):
         from bench_mlp import GraphnetMLP as MLP
         import graphnet
         graphnet.plugins.registry()   # the plugins load on first use: count them as imports
         import graphnet.model         # and so does the engine (networkx with it)
+        if engine == "graphnet_fit":
+            import graphnet.train
     else:
         MLP = NumpyMLP
     imported = rss_kib("VmRSS")
     with threadpool_limits(1):
         m = MLP(SIZES, ACT, LOSS, x, y, optimizer=optimizer)
-        for _ in range(int(steps)):
-            m.step()
+        if engine == "graphnet_fit":
+            m.model.fit(m.feeds, optimizer=m.opt, epochs=int(steps), batch_size=BATCH,
+                        shuffle=False, progress=False)
+        else:
+            for _ in range(int(steps)):
+                m.step()
     print(rss_kib("VmHWM"), imported)
 
 

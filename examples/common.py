@@ -3,7 +3,10 @@
 Each example runs as ``python examples/<name>.py [--quick] [--out DIR]``: it
 prints its headline numbers, writes its figures (PNG) into DIR (default
 examples/out/) and the same numbers as DIR/<name>.json, which the smoke test
-(tests/test_examples.py) checks.
+(tests/test_examples.py) checks. The examples that sweep (many trainings or
+many trajectories) take ``--executor serial|processes|dask``, ``--workers N``
+and ``--scheduler ADDRESS``, as ``graphnet sweep`` does: the same cells give
+the same numbers on any executor.
 """
 
 import argparse
@@ -17,18 +20,36 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 DPI = 80
 
 
-def parse_args(name, description):
-    """Parse --quick and --out; return the args with ``out`` made and ``started`` set."""
-    parser = argparse.ArgumentParser(prog=f"examples/{name}.py", description=description)
+def parse_args(name, description, sweeps=False):
+    """Parse --quick and --out (and with ``sweeps`` the executor flags); return the args
+    with ``out`` made and ``started`` set."""
+    parser = argparse.ArgumentParser(prog=f"examples/{name}.py", description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="a smaller, faster run (under 20 seconds), as CI runs it")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"folder for the figures and {name}.json (default: examples/out)")
+    if sweeps:
+        parser.add_argument("--executor", choices=("serial", "processes", "dask"),
+                            default=None, help="where the sweep's cells run (default: "
+                            "processes; dask when --scheduler is given)")
+        parser.add_argument("--workers", type=int, default=None,
+                            help="worker processes (default: one per core)")
+        parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                            help="a running dask.distributed scheduler, e.g. "
+                                 "tcp://10.0.0.5:8786 (implies --executor dask)")
     args = parser.parse_args()
+    if sweeps and args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     args.out.mkdir(parents=True, exist_ok=True)
     args.name = name
     args.started = time.perf_counter()
     return args
+
+
+def executor(args):
+    """The sweep keywords (executor, workers, scheduler) from the command line."""
+    return {"executor": args.executor, "workers": args.workers, "scheduler": args.scheduler}
 
 
 def pyplot():

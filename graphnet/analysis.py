@@ -14,15 +14,21 @@ docs/lecture.md), kept here, tested, so that the scripts only plot:
   ``layer_grad_norms`` (vanishing gradients);
 - optimizers: ``SURFACES`` (Rosenbrock, also as ``rosenbrock`` and
   ``rosenbrock_grad``, a quadratic ravine, a saddle),
-  ``trajectory``, ``lr_sweep``, ``best_lr``, ``tolerated_range`` and
+  ``trajectory``, ``lr_sweep`` (``lr_sweeps``, cells ``final_losses``), ``best_lr``, ``tolerated_range`` and
   ``path_lr``, stepping the *registered* optimizers on a 2-vector param, so
   the formulas are exactly the ones the engine trains with;
 - loss landscapes (Li et al. 2018): ``filter_normalized_direction`` and
   ``loss_surface``;
 - double descent: ``regression_task``, ``relu_features``, ``min_norm_lstsq``,
-  ``random_features_curve``, ``noisy_labels``, ``rise_peak``;
-- width and depth: ``TARGETS``, ``sawtooth``, ``fit_steps`` and
-  ``approximation_error``.
+  ``random_features_curve``, ``rise_peak``, ``mlp_double_descent`` (a sweep of
+  MLP widths and seeds on the ``digits`` dataset's noisy labels) and
+  ``over_seeds``;
+- width and depth: ``TARGETS``, ``sawtooth``, ``fit_steps``,
+  ``approximation_error`` (cells: ``approximation_cell``) and
+  ``approximation_widths`` (a sweep);
+- training curves: ``digits_curve`` (a cell of the optimizers example);
+- sweeps that are no training runs go through ``map_values`` (the sweep
+  executors' ``map_cells``, raising on a failed cell).
 
 >>> import numpy as np, graphnet as gn
 >>> from graphnet import analysis
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .datasets import FUNCTIONS, sawtooth  # noqa: F401  (sawtooth: the depth example's target)
 from .errors import GraphnetError
 from .gradients import _central_difference
 from .graph import Graph
@@ -73,6 +80,19 @@ def mlp(in_dim, hidden, out_dim, activation="tanh", loss="mse", name="mlp", init
 def dense_nodes(model):
     """Names of the model's dense nodes, in topological order."""
     return [n for n, node in model.nodes.items() if node.op.name == "dense"]
+
+
+def map_values(fn, cells, **where):
+    """``fn(cell)`` for every cell, on a sweep's executor (``graphnet.sweep.map_cells``:
+    ``executor``, ``workers``, ``scheduler``): the values in cell order. A measurement
+    with a failed cell is no measurement, so a failure raises, naming the cell's index."""
+    from .sweep import map_cells
+    outcomes = map_cells(fn, cells, **where)
+    for index, outcome in enumerate(outcomes):
+        if outcome.error is not None:
+            raise GraphnetError(f"{fn.__name__}: cell {index} of {len(cells)} failed: "
+                                f"{outcome.error}")
+    return [outcome.value for outcome in outcomes]
 
 
 # --- linear collapse -----------------------------------------------------------
@@ -379,10 +399,32 @@ def worst_loss(surf, path):
     return float(np.max(surf.f(path.T)) - surf.minimum)
 
 
-def lr_sweep(names, surf, lrs, steps, **hyper):
-    """{optimizer: array of final losses (gap to the minimum), one per lr}; inf = diverged."""
-    return {name: np.array([final_loss(surf, trajectory(name, surf, lr, steps, **hyper))
-                            for lr in lrs]) for name in names}
+def lr_sweep(names, surf, lrs, steps, *, hyper=None, executor=None, workers=None,
+             scheduler=None):
+    """{optimizer: array of final losses (gap to the minimum), one per lr}; inf = diverged.
+    One surface of ``lr_sweeps``."""
+    return lr_sweeps(names, [surf], lrs, steps, hyper=hyper, executor=executor,
+                     workers=workers, scheduler=scheduler)[0]
+
+
+def lr_sweeps(names, surfaces, lrs, steps, *, hyper=None, executor=None, workers=None,
+              scheduler=None):
+    """``lr_sweep`` of every surface: a list of {optimizer: final losses}, one per surface.
+
+    A cell per optimizer and surface (all its lrs: each trajectory takes
+    milliseconds), mapped over ``executor`` as a sweep's cells are
+    (``graphnet.sweep.map_cells``)."""
+    cells = [{"name": name, "surf": surf, "lrs": [float(lr) for lr in lrs], "steps": steps,
+              "hyper": dict(hyper or {})} for surf in surfaces for name in names]
+    values = iter(map_values(final_losses, cells, executor=executor, workers=workers,
+                             scheduler=scheduler))
+    return [{name: np.array(next(values)) for name in names} for _ in surfaces]
+
+
+def final_losses(cell):
+    """One lr_sweep cell: the final losses of optimizer ``cell["name"]`` at each lr."""
+    return [final_loss(cell["surf"], trajectory(cell["name"], cell["surf"], lr, cell["steps"],
+                                                **cell["hyper"])) for lr in cell["lrs"]]
 
 
 def best_lr(lrs, losses):
@@ -501,29 +543,38 @@ def regression_task(n_train, n_test, dim=5, noise=0.3, seed=0):
     return x_tr, y_tr, x_te, y_te
 
 
-def random_features_curve(x_train, y_train, x_test, y_test, sizes, seeds=5):
+def random_features_curve(x_train, y_train, x_test, y_test, sizes, seeds=5, *, executor=None,
+                          workers=None, scheduler=None):
     """Train and test MSE of min-norm least squares on random ReLU features.
 
     For every number of features p in ``sizes`` and ``seeds`` draws of the
     features (weights N(0, 1/dim), biases N(0, 1)), fit exactly as
     ``min_norm_lstsq``. Returns {"sizes", "train_mse", "test_mse"} with the
     median over the draws. The test error peaks at p = len(x_train): the
-    interpolation threshold.
+    interpolation threshold. A cell per size (``random_features_cell``),
+    mapped over ``executor`` (``graphnet.sweep.map_cells``).
     """
+    data = (x_train, y_train, x_test, y_test)
+    values = map_values(random_features_cell, [(data, int(p), seeds) for p in sizes],
+                        executor=executor, workers=workers, scheduler=scheduler)
+    return {"sizes": [int(p) for p in sizes], "train_mse": [v[0] for v in values],
+            "test_mse": [v[1] for v in values]}
+
+
+def random_features_cell(cell):
+    """(median train MSE, median test MSE) over ``seeds`` draws of ``p`` random ReLU
+    features: one cell ``((x_train, y_train, x_test, y_test), p, seeds)``."""
+    (x_train, y_train, x_test, y_test), p, seeds = cell
     dim = x_train.shape[1]
-    train, test = [], []
-    for p in sizes:
-        tr, te = [], []
-        for s in range(seeds):
-            rng = np.random.default_rng([s, int(p)])
-            w = rng.standard_normal((dim, int(p))) / np.sqrt(dim)
-            b = rng.standard_normal(int(p))
-            coef = min_norm_lstsq(relu_features(x_train, w, b), y_train)
-            tr.append(np.mean((relu_features(x_train, w, b) @ coef - y_train) ** 2))
-            te.append(np.mean((relu_features(x_test, w, b) @ coef - y_test) ** 2))
-        train.append(float(np.median(tr)))
-        test.append(float(np.median(te)))
-    return {"sizes": [int(p) for p in sizes], "train_mse": train, "test_mse": test}
+    tr, te = [], []
+    for s in range(seeds):
+        rng = np.random.default_rng([s, p])
+        w = rng.standard_normal((dim, p)) / np.sqrt(dim)
+        b = rng.standard_normal(p)
+        coef = min_norm_lstsq(relu_features(x_train, w, b), y_train)
+        tr.append(np.mean((relu_features(x_train, w, b) @ coef - y_train) ** 2))
+        te.append(np.mean((relu_features(x_test, w, b) @ coef - y_test) ** 2))
+    return float(np.median(tr)), float(np.median(te))
 
 
 def rise_peak(values):
@@ -537,18 +588,79 @@ def rise_peak(values):
     return max(rises, key=lambda i: values[i]) if rises else None
 
 
-def noisy_labels(y, fraction, classes, rng):
-    """A copy of integer labels with ``fraction`` of them replaced by a different class."""
-    y = np.array(y)
-    flip = rng.random(len(y)) < fraction
-    y[flip] = (y[flip] + rng.integers(1, classes, size=int(flip.sum()))) % classes
-    return y
-
-
 def mlp_param_count(in_dim, hidden, out_dim):
     """Params (weights and biases) of ``mlp(in_dim, hidden, out_dim)``."""
     dims = [in_dim, *hidden, out_dim]
     return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def mlp_double_descent(widths, seeds, *, train_size, label_noise, epochs, lr=1e-2,
+                       noise_seed=0, out=None, **where):
+    """Test error of one-hidden-layer relu MLPs on noisy digits against their size: a sweep.
+
+    One ``graphnet.sweep`` over ``{"fc1.units": widths, "seed": seeds}`` of
+    ``mlp(64, [h], 10, "relu", softmax_cross_entropy)`` on the dataset
+    ``digits`` with ``train_size`` samples, ``label_noise`` of their labels
+    flipped (``noise_seed``), full-batch Adam for ``epochs`` steps; every cell
+    a run folder under ``out``. ``where``: the sweep's executor, workers,
+    scheduler, progress. The seed draws the initial params; the noisy labels
+    are the same in every cell.
+
+    Returns ``{"widths", "params", "seeds", "rows", "test_error",
+    "train_error", "test_loss"}`` (each of the last three is ``over_seeds``),
+    ``"threshold"`` (``train_size * 10`` params: the interpolation threshold
+    of a 10-class net as Belkin et al. 2019 place it), ``"interpolates_from"``
+    (the params of the first width at which every seed fits every noisy
+    training label, or None), ``"peak"`` (the params where the mean test
+    error climbs highest, ``rise_peak``, or None) and ``"loss_peak"`` (the same
+    for the mean test loss).
+    """
+    from .sweep import sweep
+    graph = mlp(64, [int(widths[0])], 10, activation="relu", loss="softmax_cross_entropy",
+                name="digits_double_descent")
+    options = {"train_size": train_size, "label_noise": label_noise, "noise_seed": noise_seed}
+    rows = sweep(graph.to_dict(), {"fc1.units": list(widths), "seed": list(seeds)}, out=out,
+                 dataset="digits", dataset_options=options, optimizer="adam", lr=lr,
+                 epochs=epochs, batch_size=train_size, checkpoint_every=_checkpoints(epochs),
+                 **where)
+    failed = next((r for r in rows if r["error"]), None)
+    if failed:
+        raise GraphnetError(f"double-descent cell {failed['run']} failed: {failed['error']}")
+    for r in rows:
+        r["train_error"] = 1.0 - r["train_accuracy"]
+        r["test_error"] = 1.0 - r["test_accuracy"]
+    params = [mlp_param_count(64, [w], 10) for w in widths]
+    result = {"widths": list(widths), "params": params, "seeds": list(seeds), "rows": rows,
+              **{m: over_seeds(rows, "fc1.units", m)
+                 for m in ("test_error", "train_error", "test_loss")},
+              "threshold": train_size * 10}
+    fitted = [p for p, worst in zip(params, result["train_error"]["max"]) if worst == 0]
+    result["interpolates_from"] = fitted[0] if fitted else None
+    for key, metric in (("peak", "test_error"), ("loss_peak", "test_loss")):
+        rise = rise_peak(result[metric]["mean"])
+        result[key] = params[rise] if rise is not None else None
+    return result
+
+
+def _checkpoints(epochs):
+    """checkpoint_every for cells of many one-step epochs: five checkpoints a cell (each
+    is fsynced and holds the history so far; an interrupted cell resumes from the last)."""
+    return max(1, epochs // 5)
+
+
+def over_seeds(rows, key, metric):
+    """``metric`` of sweep rows summarized over the other keys (the seeds) for each value
+    of ``key``, in order: ``{"values", "mean", "std", "min", "max"}`` of lists."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(r[key], []).append(r[metric])
+    stats = {"values": list(groups), "mean": [], "std": [], "min": [], "max": []}
+    for values in groups.values():
+        v = np.asarray(values, dtype=np.float64)
+        for name, fn in (("mean", np.mean), ("std", np.std), ("min", np.min),
+                         ("max", np.max)):
+            stats[name].append(float(fn(v)))
+    return stats
 
 
 # --- width and depth --------------------------------------------------------------
@@ -563,20 +675,9 @@ def fit_steps(model, feeds, optimizer="adam", lr=1e-2, steps=1000, **hyper):
     return history
 
 
-def sawtooth(x, teeth=4):
-    """A triangle wave with ``teeth`` peaks on [-1, 1], between -1 and 1: cheap for a
-    deep relu net (each layer can fold the line once more), costly for a shallow one."""
-    period = 2.0 / teeth
-    return 1 - 4 * np.abs(((x + 1) / period) % 1.0 - 0.5)
-
-
-TARGETS = {
-    "sin(3x)": lambda x: np.sin(3 * x),
-    "|x|": np.abs,
-    "step": lambda x: (x > 0).astype(np.float64),
-    "sawtooth": sawtooth,
-}
-"""The 1-D functions of the universal-approximation example, on [-1, 1]."""
+TARGETS = FUNCTIONS
+"""The 1-D functions of the universal-approximation example, on [-1, 1] (the dataset
+``function``'s choices)."""
 
 
 def approximation_error(fn, hidden, activation="relu", n_train=200, n_test=1000,
@@ -603,3 +704,57 @@ def approximation_error(fn, hidden, activation="relu", n_train=200, n_test=1000,
         if best is None or err < best[0]:
             best = (err, model)
     return best if return_model else best[0]
+
+
+def approximation_cell(cell):
+    """One cell of a width or depth sweep: ``approximation_error`` of the target named
+    ``cell["target"]`` (one of TARGETS) with the cell's other keys as its arguments."""
+    cell = dict(cell)
+    return approximation_error(TARGETS[cell.pop("target")], **cell)
+
+
+def approximation_widths(targets, widths, *, seeds=(0,), steps=2000, lr=1e-2, n_train=200,
+                         n_test=1000, out=None, **where):
+    """Test MSE of ``mlp(1, [w], 1)`` (relu, mse) on 1-D targets against the width: a sweep.
+
+    One ``graphnet.sweep`` over ``{"dataset.f": targets, "fc1.units": widths,
+    "seed": seeds}`` on the dataset ``function`` (``n_train`` even points on
+    [-1, 1], tested on ``n_test``): full-batch Adam for ``steps`` steps, the
+    last quarter at lr / 10 (a step schedule), every cell a run folder under
+    ``out``. ``where``: the sweep's executor, workers, scheduler, progress.
+    Returns ``{target: {"errors": [best test MSE over the seeds, per width],
+    "runs": [that cell's run folder, per width]}}``.
+    """
+    from .sweep import sweep
+    graph = mlp(1, [int(widths[0])], 1, activation="relu", name="approximation")
+    schedule = {"name": "step", "lr": lr, "step_size": steps - steps // 4, "gamma": 0.1}
+    rows = sweep(graph.to_dict(), {"dataset.f": list(targets), "fc1.units": list(widths),
+                                   "seed": list(seeds)}, out=out, dataset="function",
+                 dataset_options={"n": n_train, "n_test": n_test}, optimizer="adam",
+                 lr=schedule, epochs=steps, batch_size=n_train,
+                 checkpoint_every=_checkpoints(steps), **where)
+    failed = next((r for r in rows if r["error"]), None)
+    if failed:
+        raise GraphnetError(f"approximation cell {failed['run']} failed: {failed['error']}")
+    result = {}
+    for target in targets:
+        best = [min((r for r in rows if r["dataset.f"] == target and r["fc1.units"] == w),
+                    key=lambda r: r["test_loss"]) for w in widths]
+        result[target] = {"errors": [r["test_loss"] for r in best],
+                          "runs": [r["run"] for r in best]}
+    return result
+
+
+def digits_curve(cell):
+    """Learning curves of a 64-64-10 relu MLP on the digits trained with ``model.fit``
+    (batches of 32, seed 0) by optimizer ``cell["optimizer"]`` at ``cell["lr"]`` for
+    ``cell["epochs"]``: ``{"loss", "val_loss", "val_accuracy"}``, one value per epoch."""
+    from .datasets import load_digits
+    from .plugins import optimizer
+    digits = load_digits()
+    model = Model(mlp(64, [64], 10, activation="relu", loss="softmax_cross_entropy",
+                      name="digits_mlp"), seed=0)
+    history = model.fit(digits["train"], optimizer=optimizer(cell["optimizer"], lr=cell["lr"]),
+                        epochs=cell["epochs"], batch_size=32, validation=digits["test"],
+                        progress=False, seed=0)
+    return {k: list(history[k]) for k in ("loss", "val_loss", "val_accuracy")}

@@ -585,6 +585,12 @@ def _run(argv, debug):
             f": {exc.filename!r}" if getattr(exc, "filename", None) else "")
         _print_error(what, getattr(exc, "prog", PROG))
         return EXIT_USAGE
+    except MemoryError as exc:  # sizes the input asked for (--batch 10**9) beyond the machine
+        if debug:
+            traceback.print_exc()
+        _print_error(f"out of memory ({one_line(exc)}); ask for less: a smaller batch, model "
+                     f"or data file")
+        return EXIT_USAGE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         terminated = isinstance(exc, Terminated)
         print(f"{PROG}: interrupted{' (SIGTERM)' if terminated else ''}", file=sys.stderr)

@@ -88,7 +88,11 @@ class Model:
             raise GraphnetError(f"model {self.graph.name!r} would have {count:,} params, more "
                                 f"than the limit of {int(max_params):,}; make it smaller or pass "
                                 f"max_params")
-        init_seq, run_seq = np.random.SeedSequence(seed).spawn(2)
+        try:
+            init_seq, run_seq = np.random.SeedSequence(seed).spawn(2)
+        except (TypeError, ValueError):
+            raise GraphnetError(f"model {self.graph.name!r}: seed must be a whole number >= 0, "
+                                f"got {seed!r}") from None
         self.params = self._init_params(np.random.default_rng(init_seq))
         self.buffers = {f"{node.name}.{b}": np.full(spec.shape, spec.fill, self.dtype)
                         for node in self.program.nodes.values()

@@ -146,10 +146,12 @@ class Registry:
         """
         if self._loaded:
             return self
+        version = None   # graphnet's, read once (each read parses its metadata file)
         for modname in BUILTIN_PLUGINS:
             if self.pm.get_plugin(modname) is None:
                 self.pm.register(importlib.import_module(modname), name=modname)
-                self.dists[modname] = ("graphnet", _version("graphnet"))
+                version = version or _version("graphnet")
+                self.dists[modname] = ("graphnet", version)
         if entry_points and not _flag("GRAPHNET_DISABLE_PLUGIN_AUTOLOAD"):
             self._load_entry_points()
         self._load_failures = len(self.failures)

@@ -97,8 +97,8 @@ def resolve(model, *, dataset=None, data=None, test_data=None, x=None, y=None,
         raise DataError("--dataset-option applies to --dataset, not to --data files")
     settings = {
         "model": graph.name, "optimizer": spec,
-        "epochs": epochs or block.get("epochs", 10),
-        "batch_size": batch_size or block.get("batch_size", 32),
+        "epochs": epochs if epochs is not None else block.get("epochs", 10),
+        "batch_size": batch_size if batch_size is not None else block.get("batch_size", 32),
         "seed": seed if seed is not None else block.get("seed", 0),
         "shuffle": block.get("shuffle", True),
         "validation_split": block.get("validation_split"),
@@ -111,8 +111,8 @@ def resolve(model, *, dataset=None, data=None, test_data=None, x=None, y=None,
     return graph, settings
 
 
-def train_run(model, *, resume=None, checkpoint_every=None, log=None, log_epochs=False,
-              progress=False, callbacks=(), **settings):
+def train_run(model, *, resume=None, checkpoint_every=None, figures=True, log=None,
+              log_epochs=False, progress=False, callbacks=(), **settings):
     """Train ``model`` (a model file's path, a Graph or a JSON dict) once; a RunResult.
 
     settings (each overrides the model file's training block): ``dataset``
@@ -131,6 +131,8 @@ def train_run(model, *, resume=None, checkpoint_every=None, log=None, log_epochs
     many epochs (default: the training block's ``checkpoint_every``, else 1);
     the last epoch and an interrupted one's finished epochs are always
     written. It changes no result, so it is no setting of metrics.json.
+    figures: False writes no graph.svg and curves.png (drawing them costs
+    more than a small model's training; also no setting).
     log: called with each line for a person;
     log_epochs: also a line per epoch. progress: fit's progress bar (on a
     terminal); callbacks: more graphnet Callbacks for fit.
@@ -184,7 +186,8 @@ def train_run(model, *, resume=None, checkpoint_every=None, log=None, log_epochs
     write_json(os.path.join(out, "metrics.json"), metrics)
     write_json(os.path.join(out, "history.json"), history.to_dict())
     notes = [note for note in (_render(net, os.path.join(out, "graph.svg")),
-                               _plot(history, os.path.join(out, "curves.png"), watched)) if note]
+                               _plot(history, os.path.join(out, "curves.png"), watched))
+             if note] if figures else []
     say(f"train {format_scores(metrics['train'])}")
     say(f"test {format_scores(metrics['test'])}  ({seconds:.1f} s; wrote "
         f"{settings.get('out') or os.path.relpath(out)}/)")
@@ -238,7 +241,7 @@ def parse_value(value):
         return value
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):   # not JSON, or nested past Python's stack
         return value
     return parsed if not isinstance(parsed, float) or math.isfinite(parsed) else value
 

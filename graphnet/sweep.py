@@ -59,7 +59,7 @@ class SweepError(GraphnetError):
 
 
 def sweep(model, grid, *, executor=None, out=None, workers=None, scheduler=None,
-          progress=False, log=None, checkpoint_every=None, **train):
+          progress=False, log=None, checkpoint_every=None, figures=True, **train):
     """Train every cell of ``grid``; return one row per cell, in grid order.
 
     model: a model file's path, a Graph or a JSON dict. grid: ``{KEY: [values]}``
@@ -70,8 +70,8 @@ def sweep(model, grid, *, executor=None, out=None, workers=None, scheduler=None,
     runs/<model name>-sweep), one run folder per cell inside. executor,
     workers, scheduler: where cells run (see the module doc). progress: a
     tqdm bar over the cells; log: called with a line per finished cell.
-    checkpoint_every: each cell's (see ``train_run``); it changes no result, so
-    a rerun with another value retrains nothing.
+    checkpoint_every, figures: each cell's (see ``train_run``); they change no
+    result, so a rerun with other values retrains nothing.
 
     A row holds the grid keys by name, then ``train_loss``, ``train_accuracy``,
     ``test_loss``, ``test_accuracy``, ``seconds``, ``run`` (the cell's folder,
@@ -101,7 +101,8 @@ def sweep(model, grid, *, executor=None, out=None, workers=None, scheduler=None,
             rows[index] = _row(cell, name, done)
         else:   # unfinished: resume its checkpoint; finished with other settings: start over
             todo.append((index, cell, name, {**settings, "resume": None if done else "auto",
-                                             "checkpoint_every": checkpoint_every}))
+                                             "checkpoint_every": checkpoint_every,
+                                             "figures": figures}))
     os.makedirs(out, exist_ok=True)
     if todo:
         say(f"sweep of {graph.name!r}: {len(cells)} cells, {len(cells) - len(todo)} done "

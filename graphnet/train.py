@@ -121,7 +121,7 @@ class _Measure:
                                     f"({', '.join(CLASSIFICATION_LOSSES)}); the model's losses "
                                     f"are {self.losses}")
         extra = [n for _, _, _, p, t in self.metrics for n in (p, t)]
-        self.targets = list(dict.fromkeys(self.losses + extra))
+        self.targets = tuple(dict.fromkeys(self.losses + extra))   # a plan key as it is
 
     def batch(self, outs):
         """The batch's logs: each loss as its node reduced it, the total, the metrics."""

@@ -162,7 +162,7 @@ def test_a_diverging_trajectory_is_cut_and_counted_as_infinite():
     path = analysis.trajectory("sgd", "ravine", 0.05, 500)   # lr * 100 > 2
     assert np.isnan(path[-1]).all()
     assert analysis.final_loss("ravine", path) == float("inf")
-    sweep = analysis.lr_sweep(["sgd"], "ravine", [0.001, 0.01, 0.05], 200)
+    sweep = analysis.lr_sweep(["sgd"], "ravine", [0.001, 0.01, 0.05], 200, executor="serial")
     assert np.isfinite(sweep["sgd"][:2]).all() and sweep["sgd"][2] == float("inf")
     assert analysis.best_lr([0.001, 0.01, 0.05], sweep["sgd"]) == 0.01
     assert analysis.tolerated_range([0.001, 0.01, 0.05], sweep["sgd"], 1.0) == (0.01, 0.01)
@@ -245,7 +245,8 @@ def test_min_norm_lstsq_interpolates_with_the_smallest_norm():
 def test_random_features_test_error_peaks_at_the_interpolation_threshold():
     x_tr, y_tr, x_te, y_te = analysis.regression_task(40, 400, dim=4, noise=0.3, seed=0)
     sizes = [5, 10, 20, 30, 40, 50, 80, 160, 640]
-    curve = analysis.random_features_curve(x_tr, y_tr, x_te, y_te, sizes, seeds=3)
+    curve = analysis.random_features_curve(x_tr, y_tr, x_te, y_te, sizes, seeds=3,
+                                           executor="serial")
     peak = sizes[int(np.argmax(curve["test_mse"]))]
     assert peak == 40
     assert curve["train_mse"][sizes.index(80)] < 1e-10      # past the threshold: interpolates
@@ -258,9 +259,10 @@ def test_rise_peak_skips_the_underfitting_start():
     assert analysis.rise_peak([3, 2, 1]) is None
 
 
-def test_noisy_labels_flip_the_asked_fraction_to_other_classes():
+def test_flip_labels_flip_the_asked_fraction_to_other_classes():
+    from graphnet.datasets import flip_labels
     y = np.arange(1000) % 10
-    noisy = analysis.noisy_labels(y, 0.2, 10, np.random.default_rng(0))
+    noisy = flip_labels(y, 0.2, 10, np.random.default_rng(0))
     changed = noisy != y
     assert 0.15 < changed.mean() < 0.25
     assert noisy.min() >= 0 and noisy.max() < 10
@@ -286,3 +288,51 @@ def test_worst_loss_is_the_highest_point_of_a_path_and_inf_once_it_diverged():
     assert analysis.worst_loss("rosenbrock", path) == analysis.rosenbrock((0.0, 3.0)) == 901.0
     path[2] = np.nan
     assert analysis.worst_loss("rosenbrock", path) == float("inf")
+
+
+# --- the lecture's sweeps on the sweep executors ----------------------------------------
+def test_lecture_sweeps_give_the_same_numbers_in_this_process_and_in_worker_processes(
+        tmp_path):
+    """The same cells, serial and on spawned processes: gn.sweep's rows (a double-descent
+    grid of widths and seeds on noisy digits) and map_cells values (lr sweeps), equal."""
+    rows, losses = {}, {}
+    for executor in ("serial", "processes"):
+        r = analysis.mlp_double_descent([2, 6], [0, 1], train_size=40, label_noise=0.25,
+                                        epochs=15, out=tmp_path / executor, executor=executor,
+                                        workers=2)
+        rows[executor] = [{k: v for k, v in row.items() if k != "seconds"} for row in r["rows"]]
+        losses[executor] = analysis.lr_sweeps(["sgd", "adam"], ["ravine", "saddle"],
+                                              [0.003, 0.03], 50, executor=executor)
+    assert [(row["fc1.units"], row["seed"]) for row in rows["serial"]] == \
+        [(2, 0), (2, 1), (6, 0), (6, 1)]
+    assert rows["serial"] == rows["processes"]
+    assert len({row["test_loss"] for row in rows["serial"]}) == 4      # the cells differ
+    for a, b in zip(losses["serial"], losses["processes"]):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_mlp_double_descent_summarizes_the_seeds_of_each_width(tmp_path):
+    r = analysis.mlp_double_descent([1, 24], [0, 1, 2], train_size=50, label_noise=0.2,
+                                    epochs=200, out=tmp_path, executor="serial")
+    assert r["params"] == [analysis.mlp_param_count(64, [w], 10) for w in (1, 24)]
+    assert r["threshold"] == 500
+    test = r["test_error"]
+    for i in range(2):
+        errors = [row["test_error"] for row in r["rows"] if row["fc1.units"] == r["widths"][i]]
+        assert test["mean"][i] == pytest.approx(np.mean(errors))
+        assert test["min"][i] == min(errors) and test["max"][i] == max(errors)
+    assert r["train_error"]["max"][1] == 0.0           # 24 units fit every noisy label
+    assert r["interpolates_from"] == r["params"][1]
+    assert r["train_error"]["mean"][0] > 0.3           # one unit cannot
+    assert (tmp_path / "results.json").exists()
+    again = analysis.mlp_double_descent([1, 24], [0, 1, 2], train_size=50, label_noise=0.2,
+                                        epochs=200, out=tmp_path, executor="serial")
+    assert [row["seconds"] for row in again["rows"]] == [row["seconds"] for row in r["rows"]]
+
+
+def test_map_values_names_a_failed_cell():
+    with pytest.raises(gn.GraphnetError, match="final_losses: cell 1 of 2 failed: .*nosuch"):
+        analysis.map_values(analysis.final_losses, [
+            {"name": "sgd", "surf": "ravine", "lrs": [0.01], "steps": 3, "hyper": {}},
+            {"name": "sgd", "surf": "nosuch", "lrs": [0.01], "steps": 3, "hyper": {}}],
+            executor="serial")

@@ -170,12 +170,14 @@ def test_sigterm_to_graphnet_train_writes_the_finished_epochs(model_file, tmp_pa
     assert same_params(a.params, b.params)
 
 
-def test_a_sweep_passes_it_on_and_a_rerun_with_another_value_trains_nothing(model_file,
-                                                                          tmp_path):
+def test_a_sweep_passes_it_and_figures_on_and_a_rerun_with_others_trains_nothing(
+        model_file, tmp_path):
     grid = {"lr": [0.01, 0.05]}
     rows = gn.sweep(model_file, grid, executor="serial", out=tmp_path, checkpoint_every=5,
-                    **{k: v for k, v in RUN.items() if k != "lr"})
+                    figures=False, **{k: v for k, v in RUN.items() if k != "lr"})
     assert all(r["error"] is None for r in rows)
+    assert sorted(os.listdir(tmp_path / rows[0]["run"])) == ["history.json", "metrics.json",
+                                                             "model.npz"]
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/model.npz")}
     again = gn.sweep(model_file, grid, executor="serial", out=tmp_path, checkpoint_every=2,
                      **{k: v for k, v in RUN.items() if k != "lr"})

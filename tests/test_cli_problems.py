@@ -147,3 +147,30 @@ def test_no_numpy_warnings_on_divergence_or_on_resuming_inf_params(tmp_path):
     assert resumed.returncode == 2
     assert len(resumed.stderr.strip().splitlines()) == 1, resumed.stderr
     assert "Warning" not in resumed.stderr and "graphnet: error: " in resumed.stderr
+
+
+def test_a_set_value_nested_past_the_stack_is_one_line(capsys):
+    code, out, err = run(capsys, "train", DIGITS, "--set", "fc1.units=" + "[" * 5000)
+    assert code == 2 and len(err) == 1 and "node 'fc1'" in err[0] and len(err[0]) < 400
+
+
+def test_running_out_of_memory_is_one_line_that_says_what_to_shrink(capsys):
+    code, out, err = run(capsys, "gradcheck", DIGITS, "--batch", 10**12)  # 512 TB of inputs
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("graphnet: error: out of memory (") and "smaller batch" in err[0]
+
+
+def test_sweep_cells_with_bad_training_values_fail_by_name_instead_of_falling_back(capsys,
+                                                                                  tmp_path):
+    out = tmp_path / "sweep"
+    code, _, err = run(capsys, "sweep", sine_model(tmp_path / "sine.json"), "--grid",
+                       "batch_size=0,4", "--grid", "seed=-1,0", "--executor", "serial",
+                       "--epochs", 1, "--out", out, "--quiet")
+    assert code == 1, err
+    import csv
+    with open(out / "results.csv", newline="") as f:
+        rows = {(r["batch_size"], r["seed"]): r["error"] for r in csv.DictReader(f)}
+    assert rows[("4", "0")] == ""
+    assert rows[("0", "0")] == "batch_size must be a whole number >= 1, got 0"
+    for size in ("0", "4"):
+        assert rows[(size, "-1")] == "model 'sine': seed must be a whole number >= 0, got -1"

@@ -28,11 +28,11 @@ FIGURES = {
 pytest.importorskip("matplotlib", reason="the examples draw with matplotlib (extra 'plot')")
 
 
-def run_example(name, out):
+def run_example(name, out, *flags):
     env = dict(os.environ, MPLBACKEND="Agg",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / f"{name}.py"), "--quick",
-                           "--out", str(out)], capture_output=True, text=True, env=env)
+                           "--out", str(out), *flags], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, f"examples/{name}.py failed:\n{proc.stdout}\n{proc.stderr}"
     for figure in FIGURES[name]:
         assert (out / figure).stat().st_size > 1000, f"{name} did not draw {figure}"
@@ -65,7 +65,7 @@ def test_activations(tmp_path):
 
 
 def test_universal_approximation(tmp_path):
-    r, _ = run_example("universal_approximation", tmp_path)
+    r, _ = run_example("universal_approximation", tmp_path)    # cells on worker processes
     widths = r["widths"]
     assert widths[0] == 1 and widths[-1] >= 64
     for name, errors in r["width_errors"].items():
@@ -91,7 +91,7 @@ def test_backprop(tmp_path):
 
 
 def test_optimizers(tmp_path):
-    r, _ = run_example("optimizers", tmp_path)
+    r, _ = run_example("optimizers", tmp_path, "--executor", "serial")
     ravine = r["surfaces"]["ravine"]
     final = ravine["final_loss"]
     assert final["momentum"] < final["sgd"] / 100
@@ -115,7 +115,7 @@ def test_loss_landscape(tmp_path):
 
 
 def test_double_descent(tmp_path):
-    r, _ = run_example("double_descent", tmp_path)
+    r, stdout = run_example("double_descent", tmp_path, "--workers", "2")
     rf = r["random_features"]
     n = rf["n_train"]
     assert 0.8 * n <= rf["peak"] <= 1.25 * n          # peak at the interpolation threshold
@@ -123,5 +123,29 @@ def test_double_descent(tmp_path):
     assert peak_error > 5 * rf["best_under"] and peak_error > 5 * rf["best_over"]
     assert rf["test_mse"][-1] < rf["test_mse"][rf["sizes"].index(rf["peak"])] / 5  # descends again
     mlp = r["mlp"]
-    assert mlp["train_error"][-1] == 0.0               # the widest net fits the noisy labels
-    assert len(mlp["test_error"]) == len(mlp["widths"])
+    seeds, widths = mlp["seeds"], mlp["widths"]
+    assert len(seeds) >= 3 and mlp["threshold"] == 10 * mlp["n_train"]
+    # every cell is a run of the sweep, and the summary is of those rows
+    rows = json.loads((tmp_path / "double_descent_mlp" / "results.json").read_text())
+    assert [(row["fc1.units"], row["seed"]) for row in rows] == \
+        [(w, s) for w in widths for s in seeds]
+    test = mlp["test_error"]
+    for i, w in enumerate(widths):
+        errors = [1 - row["test_accuracy"] for row in rows if row["fc1.units"] == w]
+        assert test["mean"][i] == pytest.approx(np.mean(errors))
+        assert test["min"][i] == pytest.approx(min(errors))
+        assert test["max"][i] == pytest.approx(max(errors))
+    assert max(test["max"][i] - test["min"][i] for i in range(len(widths))) > 0  # seeds differ
+    assert mlp["train_error"]["max"][-1] == 0.0         # the widest nets fit the noisy labels
+    assert mlp["train_error"]["mean"][0] > 0.3          # one unit cannot
+    assert test["mean"][-1] < test["mean"][0] - 0.2     # and the widest generalize far better
+    fitted = [p for p, e in zip(mlp["params"], mlp["train_error"]["max"]) if e == 0]
+    assert mlp["interpolates_from"] == fitted[0]
+    # the verdict says where the peak is, or that there is none, as the numbers have it
+    rises = [i for i in range(1, len(widths)) if test["mean"][i] > test["mean"][i - 1]]
+    if rises:
+        assert mlp["peak"] == mlp["params"][max(rises, key=lambda i: test["mean"][i])]
+        assert f"peak at {mlp['peak']:,} params" in mlp["verdict"]
+    else:
+        assert mlp["peak"] is None and "no peak" in mlp["verdict"]
+    assert mlp["verdict"] in stdout

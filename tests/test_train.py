@@ -484,6 +484,65 @@ def test_the_bar_counts_every_batch_but_is_updated_at_most_every_tenth_second(mo
     assert all(3 <= len(u) <= 5 for u in updates), updates   # not one update per batch
 
 
+def bce_data(n=45, seed=3):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.normal(size=(n, 64)), "y": (rng.random((n, 10)) > 0.5).astype(float)}
+
+
+def bce_model():
+    g = gn.Graph("bce")
+    h = g.add("dense", g.input("x", shape=(64,)), units=10, name="out")
+    g.add("binary_cross_entropy", h, g.input("y", shape=(10,)), name="loss")
+    g.output(h)
+    return gn.Model(g, seed=0)
+
+
+@pytest.mark.parametrize("make", ["softmax", "binary"])
+def test_the_epochs_accuracy_is_the_size_weighted_mean_of_the_batches_accuracy(make):
+    """fit counts the hits once per epoch; the History is still, to the bit, the mean of
+    each batch's logs (as on_batch_end sees them) weighted by the batch's size."""
+    if make == "softmax":
+        model, data = digits_model(), {k: v[:45] for k, v in load_digits()["train"].items()}
+    else:
+        model, data = bce_model(), bce_data()
+
+    class Logs(gn.Callback):
+        batches = []
+
+        def on_batch_end(self, run, logs):
+            self.batches.append(dict(logs))
+
+    history = model.fit(data, epochs=2, batch_size=8, callbacks=[Logs()], progress=False)
+    sizes = [8] * 5 + [5]
+    for epoch, row in enumerate(history.rows):
+        logs = Logs.batches[6 * epoch: 6 * epoch + 6]
+        for key in ("loss", "accuracy"):
+            total = 0.0
+            for n, batch in zip(sizes, logs):
+                total += batch[key] * n
+            assert row[key] == total / 45, key
+    assert 0 < history.last["accuracy"] < 1
+
+
+def test_the_epochs_values_do_not_depend_on_how_often_the_bar_asks_for_them(monkeypatch):
+    import tqdm.auto
+
+    class Bar:
+        def __init__(self, **kwargs):
+            pass
+
+        update = set_postfix = close = lambda self, *a, **k: None
+
+    quiet = bce_model().fit(bce_data(), epochs=2, batch_size=4, progress=False)
+    clock = iter(range(10**6))
+    monkeypatch.setattr(train, "_isatty", lambda: True)
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(train.time, "monotonic", lambda: next(clock) * 0.2)  # every batch
+    shown = bce_model().fit(bce_data(), epochs=2, batch_size=4, progress=True)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert drop(shown.rows) == drop(quiet.rows)
+
+
 def test_training_from_python_imports_no_optional_library(tmp_path):
     """Building, training (fit, with a progress bar asked for but no terminal, and the loop
     of the docs) and saving a model leave jsonschema, graphviz, tqdm, matplotlib, onnx and
