@@ -6,8 +6,21 @@ same initial params and data, BLAS and torch on one thread each, so that a
 noisy shared machine slows them alike; the report gives each one's median
 time per step and the ratio graphnet / PyTorch.
 
-    python benchmarks/bench_cnn.py                 # both configs
+    python benchmarks/bench_cnn.py                 # both configs, about 10 s
     python benchmarks/bench_cnn.py --configs lenet --rounds 21 --json out.json
+    python benchmarks/bench_cnn.py --profile       # graphnet's time per node and direction
+
+Method: each engine is warmed up (3 steps), then the engines take turns,
+``--rounds`` rounds of ``--per-round`` steps each, timed by the wall clock
+(``time.perf_counter``); the report is the median time per step over the
+rounds and the ratio of the medians. BLAS is pinned to one thread with
+threadpoolctl and PyTorch with ``torch.set_num_threads(1)``. On a shared
+machine run it when the load (``uptime``) is low, and quote the load with
+the numbers: a busy neighbour slows both engines, the ratio less than the
+times. ``--profile`` times every op's forward and backward alone inside
+graphnet's step (the 20th percentile over the steps, in CPU time, so that
+other processes count less) and adds the optimizer update; the wrappers
+cost about 1 us a call.
 
 Configs:
   lenet   1x28x28 -> conv 8 (3x3) -> relu -> max pool -> conv 16 (3x3) -> relu
@@ -159,16 +172,69 @@ def measure(config, rounds, per_round):
     return row
 
 
+def profile(config, n_steps=300, warmup=20):
+    """Per node and direction, the 20th percentile of the CPU time of graphnet's ops."""
+    from graphnet.plugins import registry
+    make_graph, batch = CONFIGS[config]
+    graph = make_graph()
+    times, wrapped = {}, []
+
+    def timed(node_fn, key):
+        def run(ctx, *args):
+            t0 = time.process_time()
+            out = node_fn(ctx, *args)
+            times.setdefault((ctx.node, key), []).append(time.process_time() - t0)
+            return out
+        return run
+
+    for opname in {graph.nx.nodes[n]["op"] for n in graph.nx.nodes}:
+        op = registry().get("op", opname)   # shared op objects: wrapped, undone below
+        wrapped.append((op, {k: vars(op)[k] for k in ("forward", "backward") if k in vars(op)}))
+        op.forward, op.backward = timed(op.forward, "forward"), timed(op.backward, "backward")
+    try:
+        model = gn.Model(graph, seed=0)
+        x, y = make_data(model, batch)
+        feeds = dict(zip(model.inputs, (x, y)))
+        opt, grads, update = gn.optimizer("adam", lr=1e-3), None, []
+        for step in range(warmup + n_steps):
+            if step == warmup:
+                times.clear()
+                update.clear()
+            model.forward(feeds, outputs=("loss",), training=True)
+            grads = model.backward(out=grads)
+            t0 = time.process_time()
+            opt.step(model.params, grads)
+            update.append(time.process_time() - t0)
+    finally:
+        for op, own in wrapped:
+            del op.forward, op.backward
+            vars(op).update(own)
+    rows = sorted(((float(np.percentile(v, 20)) * 1e6, node, key)
+                   for (node, key), v in times.items()), reverse=True)
+    total = sum(r[0] for r in rows) + float(np.percentile(update, 20)) * 1e6
+    print(f"{config}: ops and update {total:.0f} us per step (20th percentile of "
+          f"{n_steps} steps, CPU time)")
+    for us, node, key in rows:
+        print(f"  {node:10s} {key:8s} {us:7.0f} us")
+    print(f"  {'adam':10s} {'update':8s} {float(np.percentile(update, 20)) * 1e6:7.0f} us")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--per-round", type=int, default=5)
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--profile", action="store_true",
+                   help="time graphnet's ops one by one instead of comparing engines")
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
     rows = []
     with threadpool_limits(1):
+        if args.profile:
+            for config in args.configs:
+                profile(config)
+            return
         for config in args.configs:
             row = measure(config, args.rounds, args.per_round)
             rows.append(row)

@@ -67,6 +67,8 @@ def deep(act, layers=12, width=32, seed=0):
 def main():
     IMAGES.mkdir(exist_ok=True)
     gn.render(gn.Model(mlp()), IMAGES / "mlp.svg", legend=True)
+    gn.render(gn.Model(gn.Graph.from_json(ROOT / "examples" / "models" / "digits_cnn.json")),
+              IMAGES / "digits_cnn.svg")
     gn.render(residual(blocks=2), IMAGES / "residual_clusters.svg")
     gn.render(residual(), IMAGES / "residual_collapsed.svg", collapse=True)
     for act in ("sigmoid", "relu"):

@@ -24,10 +24,11 @@ TARGETS = ("sin(3x)", "|x|", "step")
 
 
 def width(args, x):
-    widths, steps = ([1, 4, 16, 64], 800) if args.quick else ([1, 2, 4, 8, 16, 32, 64, 128,
+    widths, steps = ([1, 4, 16, 64], 600) if args.quick else ([1, 2, 4, 8, 16, 32, 64, 128,
                                                                256], 2000)
+    n_test = 500 if args.quick else 1000
     out = args.out / "universal_approximation"
-    result = analysis.approximation_widths(TARGETS, widths, steps=steps, out=out,
+    result = analysis.approximation_widths(TARGETS, widths, steps=steps, n_test=n_test, out=out,
                                            progress=sys.stderr.isatty(), **executor(args))
     errors, curves = {}, {}
     for name in TARGETS:

@@ -622,6 +622,7 @@ def mlp_double_descent(widths, seeds, *, train_size, label_noise, epochs, lr=1e-
     rows = sweep(graph.to_dict(), {"fc1.units": list(widths), "seed": list(seeds)}, out=out,
                  dataset="digits", dataset_options=options, optimizer="adam", lr=lr,
                  epochs=epochs, batch_size=train_size, checkpoint_every=_checkpoints(epochs),
+                 figures=False,
                  **where)
     failed = next((r for r in rows if r["error"]), None)
     if failed:
@@ -732,7 +733,7 @@ def approximation_widths(targets, widths, *, seeds=(0,), steps=2000, lr=1e-2, n_
                                    "seed": list(seeds)}, out=out, dataset="function",
                  dataset_options={"n": n_train, "n_test": n_test}, optimizer="adam",
                  lr=schedule, epochs=steps, batch_size=n_train,
-                 checkpoint_every=_checkpoints(steps), **where)
+                 checkpoint_every=_checkpoints(steps), figures=False, **where)
     failed = next((r for r in rows if r["error"]), None)
     if failed:
         raise GraphnetError(f"approximation cell {failed['run']} failed: {failed['error']}")

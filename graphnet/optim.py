@@ -45,8 +45,8 @@ from .lr_schedules import Schedule
 
 
 def _named_step(step):
-    """Make a failure of an optimizer's own code in ``step`` a PluginError naming the
-    optimizer and where it comes from (the try costs nothing until it raises)."""
+    """Wrap an override of ``step`` so that its failures name the optimizer, as the base
+    step's do (the base step has its own try: a wrapper costs a call per step)."""
     @functools.wraps(step)
     def named_step(self, *args, **kwargs):
         try:
@@ -54,8 +54,7 @@ def _named_step(step):
         except GraphnetError:
             raise
         except Exception as exc:
-            raise PluginError(f"optimizer {self.name!r} from {origin(type(self))} raised "
-                              f"{type(exc).__name__} in step {self.step_count}: {exc}") from exc
+            raise self._failure(exc) from exc
     named_step.names_failures = True
     return named_step
 
@@ -118,7 +117,6 @@ class Optimizer:
         raise NotImplementedError(f"optimizer {self.name!r} does not implement update()")
 
     # --- stepping ----------------------------------------------------------
-    @_named_step
     def step(self, params, grads):
         """Apply one update to every param that has a grad, in place.
 
@@ -127,19 +125,24 @@ class Optimizer:
         comes from."""
         grads = self.begin_step(grads)
         step = self.step_count
-        if self.elementwise and self._step_flat(params, grads, step):
-            return
-        for name, grad in grads.items():
-            try:
-                param = params[name]
-            except KeyError:
-                raise GraphnetError(f"optimizer {self.name!r}: there is a gradient for "
-                                    f"{name!r} but no such param"
-                                    f"{did_you_mean(name, params)}") from None
-            state = self.state.get(name)
-            if state is None:
-                state = self.state[name] = self.init_state(param)
-            self.update(param, grad, state, step)
+        try:   # costs nothing until it raises
+            if self.elementwise and self._step_flat(params, grads, step):
+                return
+            for name, grad in grads.items():
+                try:
+                    param = params[name]
+                except KeyError:
+                    raise GraphnetError(f"optimizer {self.name!r}: there is a gradient for "
+                                        f"{name!r} but no such param"
+                                        f"{did_you_mean(name, params)}") from None
+                state = self.state.get(name)
+                if state is None:
+                    state = self.state[name] = self.init_state(param)
+                self.update(param, grad, state, step)
+        except GraphnetError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from exc
 
     def __init_subclass__(cls, **kwargs):
         """An override of ``step`` gets the failure naming the base ``step`` has."""
@@ -147,6 +150,11 @@ class Optimizer:
         own = cls.__dict__.get("step")
         if callable(own) and not getattr(own, "names_failures", False):
             cls.step = _named_step(own)
+
+    def _failure(self, exc):
+        """The PluginError for ``exc``, raised by this optimizer's own code in a step."""
+        return PluginError(f"optimizer {self.name!r} from {origin(type(self))} raised "
+                           f"{type(exc).__name__} in step {self.step_count}: {exc}")
 
     def _step_flat(self, params, grads, step):
         """One ``update`` over the flat arrays behind ``params`` and ``grads`` (a few

@@ -3,6 +3,7 @@ installed), batch_norm's running statistics and modes, buffers in checkpoints an
 resumes, normalize's adapt, embedding ids. Gradients: tests/test_ops.py CASES."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,54 @@ def test_conv2d_matches_its_definition(k, stride, pad):
     assert y.shape[1:] == model.nodes["node"].shape
 
 
+def test_conv2d_over_batches_of_other_sizes_in_turn():
+    """The padded and column arrays are kept from step to step: a batch of 19, then 3,
+    then 19 again, each matches the definition (the zero border and the row of ones
+    are set again whenever the arrays are made again). Samples of 2 x 8 x 8 float64
+    (1 KiB) move in blocks of 8 (two whole blocks and a part), of 2 x 5 x 4 at once."""
+    rng = np.random.default_rng(7)
+    w, b = rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4)
+    for shape in ((2, 8, 8), (2, 5, 4)):
+        g = gn.Graph()
+        g.output(g.add("conv2d", g.input("x", shape, dtype="float64"), name="node",
+                       filters=4, kernel_size=3, padding=1))
+        model = gn.Model(g, dtype="float64")
+        model.params["node.weight"][...], model.params["node.bias"][...] = w, b
+        for n in (19, 3, 19):
+            x = rng.normal(size=(n, *shape))
+            np.testing.assert_allclose(model.forward({"x": x})["node"],
+                                       conv_by_definition(x, w, b, 1, 1), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, attrs", [
+    ((2, 8, 8), {"filters": 2, "kernel_size": 3, "padding": 1}),
+    ((2, 8, 8), {"filters": 2, "kernel_size": 2, "stride": 2}),
+    ((2, 5, 5), {"filters": 3, "kernel_size": 3, "padding": 1}),
+    ((2, 5, 5), {"filters": 2, "kernel_size": 3, "stride": 2, "padding": 1,
+                 "use_bias": False})])
+def test_conv2d_gradcheck_over_several_blocks_of_samples(shape, attrs):
+    """Batches of 11; inputs (and the first one's outputs) of 1 KiB per sample in float64
+    move in blocks of 8 samples, a whole block and a part; the others at once."""
+    report = check_op("conv2d", [shape], attrs, batch=11)
+    assert report.ok and report.max_error < 1e-6, str(report)
+
+
 @pytest.mark.parametrize("op, reduce", [("max_pool2d", np.max), ("avg_pool2d", np.mean)])
 @pytest.mark.parametrize("k, stride", [(2, None), (3, 1), (2, 3)])
 def test_pooling_matches_its_definition(op, reduce, k, stride):
     x = np.random.default_rng(k).normal(size=(2, 3, 7, 6))
     _, y = run(op, x, {"pool_size": k, **({"stride": stride} if stride else {})})
     np.testing.assert_allclose(y, pool_by_definition(x, k, stride or k, reduce), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, attrs", [
+    ((3, 4, 6), {}),                                # windows tile the image: dx not zeroed
+    ((3, 5, 5), {}),                                # the last row and column in no window
+    ((2, 5, 5), {"pool_size": 3, "stride": 2}),     # overlapping windows: summed back
+    ((2, 6, 6), {"pool_size": 2, "stride": 3})])    # gaps between windows
+def test_max_pool2d_gradcheck_of_each_window_layout(shape, attrs):
+    report = check_op("max_pool2d", [shape], attrs, batch=11)
+    assert report.ok and report.max_error < 1e-6, str(report)
 
 
 def test_max_pool2d_sends_the_gradient_to_the_largest_value():
@@ -326,6 +369,39 @@ def test_render_shows_channel_shapes_and_buffers():
     src = dot.source
     assert "(N, 3, 6, 6)" in src and "(N, 3, 3, 3)" in src
     assert "6 non-trainable" in src
+
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_render_of_the_digits_cnn_shows_image_shapes_layer_labels_and_buffers():
+    model = gn.Model(gn.Graph.from_json(ROOT / "examples/models/digits_cnn.json"))
+    src = gn.render(model).source
+    label = {name: text for name, text in re.findall(r'^\s*(\w+) \[label="([^"]*)"', src, re.M)}
+    assert label["conv1"].split("\\n")[1:] == ["conv2d 16 kernel_size=3 padding=1",
+                                                "(N, 16, 8, 8)", "160 params"]
+    assert label["bn2"].split("\\n")[1:] == ["batch_norm", "(N, 32, 4, 4)", "64 params",
+                                              "64 non-trainable"]
+    assert label["pool1"].split("\\n")[1:] == ["max_pool2d 2", "(N, 16, 4, 4)"]
+    assert 'pool2 -> flat [label=" (N, 32, 2, 2)"]' in src
+
+
+def test_docs_show_the_layers_and_the_digits_cnn_picture():
+    """model-files.md's layer table names every op of graphnet.builtin.layers, its JSON
+    example is the shipped digits_cnn.json, and rendering.md's picture of it exists and
+    holds its (C, H, W) shapes and buffers."""
+    text = (ROOT / "docs/model-files.md").read_text()
+    section = text[text.index("## Layers beyond dense"):text.index("## Checkpoints")]
+    from graphnet.builtin import layers
+    for op in layers.graphnet_ops():
+        assert f"| `{op.name}` |" in section, op.name
+    block = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    example = ROOT / "examples/models/digits_cnn.json"
+    assert json.loads(block) == json.loads(example.read_text())
+    rendering = (ROOT / "docs/rendering.md").read_text()
+    assert "](images/digits_cnn.svg)" in rendering
+    svg = (ROOT / "docs/images/digits_cnn.svg").read_text()
+    assert "(N, 16, 8, 8)" in svg and "64 non&#45;trainable" in svg
 
 
 def test_an_op_declaring_a_bad_buffer_is_named():

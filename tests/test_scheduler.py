@@ -228,6 +228,7 @@ def test_a_step_override_passes_graphnet_errors_and_wrapped_failures_through_onc
     assert str(e.value).count("raised") == 1 and "'test_on_top'" in str(e.value)
     assert isinstance(e.value.__cause__, IndexError)
     assert FusedBroken.step.__doc__ is None and FusedBroken.step.__name__ == "step"
+    assert not hasattr(gn.Optimizer.step, "__wrapped__")   # its own try: no call per step
 
 
 def test_a_schedule_that_raises_is_named_with_its_origin():

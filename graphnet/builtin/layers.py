@@ -39,11 +39,13 @@ def _offset(x, i, j, stride, ho, wo):
 def _batch_last(dst, x):
     """dst[..., i] = x[i] for each sample i: (N, ...) turned into (..., N).
 
-    In blocks of 8 samples: the whole transpose at once reads every sample at
-    the same offset, often a power of two apart, and misses the cache."""
+    Where a sample's size is a multiple of 1 KiB, in blocks of 8 samples: the
+    whole transpose at once reads the samples at the same offset a power of
+    two apart, which share cache sets and evict each other (about 4x slower)."""
     axes = tuple(range(1, x.ndim)) + (0,)
-    for s in range(0, x.shape[0], 8):
-        np.copyto(dst[..., s:s + 8], x[s:s + 8].transpose(axes))
+    step = 8 if x[0].nbytes % 1024 == 0 else len(x)
+    for s in range(0, len(x), step):
+        np.copyto(dst[..., s:s + step], x[s:s + step].transpose(axes))
 
 
 def _prepared(ctx, key, shape, dtype, prepare):
@@ -70,6 +72,7 @@ class Conv2d(Op):
     """
 
     name = "conv2d"
+    label_attr = "filters"
     attrs = {"filters": Attr(kind="int", min=1, doc="output channels"),
              "kernel_size": Attr(kind="int", min=1, doc="side of the square kernel"),
              "stride": Attr(1, "int", min=1, doc="step between windows"),
@@ -126,7 +129,9 @@ class Conv2d(Op):
         y = np.matmul(wmat, cols, out=ctx.scratch("ymat", (f, ho * wo * n), x.dtype))
         ctx.cols, ctx.wmat, ctx.xshape = cols, wmat, x.shape
         out = ctx.scratch("y", (n, f, ho, wo), x.dtype)
-        np.copyto(out.reshape(n, f * ho * wo), y.reshape(f * ho * wo, n).T)
+        rows, flat = y.reshape(f * ho * wo, n), out.reshape(n, f * ho * wo)
+        for r in range(0, len(rows), 64):       # in blocks, as _batch_last
+            np.copyto(flat[:, r:r + 64], rows[r:r + 64].T)
         return out
 
     def backward(self, ctx, dy):
@@ -165,6 +170,7 @@ class _Pool2d(Op):
     """Shared shape logic of max_pool2d and avg_pool2d: square windows, no padding."""
 
     kind = "layer"
+    label_attr = "pool_size"
     attrs = {"pool_size": Attr(2, "int", min=1, doc="side of the square window"),
              "stride": Attr(None, "int", min=1, doc="step between windows (default: pool_size)")}
 
@@ -202,26 +208,36 @@ class MaxPool2d(_Pool2d):
     onnx_type = "MaxPool"
 
     def forward(self, ctx, x):
-        best = self.fold(ctx, x, np.maximum)   # a running maximum over the kernel offsets
-        ctx.x, ctx.y = x, best
+        k, s = self.window(ctx.attrs)
+        ho, wo = ctx.output_shape[1:]
+        # each kernel offset's values of every window copied side by side: the maximum
+        # and backward's comparisons then run over contiguous arrays, not strided views
+        offsets = ctx.scratch("offsets", (k * k, len(x)) + ctx.output_shape, x.dtype)
+        for off in range(k * k):
+            np.copyto(offsets[off], _offset(x, off // k, off % k, s, ho, wo))
+        best = np.maximum.reduce(offsets, axis=0,
+                                 out=ctx.scratch("y", offsets.shape[1:], x.dtype))
+        ctx.offsets, ctx.y, ctx.xshape = offsets, best, x.shape
         return best
 
     def backward(self, ctx, dy):
         """dy goes to the first offset that holds each window's maximum."""
         k, s = self.window(ctx.attrs)
-        x, y = ctx.x, ctx.y
+        offsets, y, shape = ctx.offsets, ctx.y, ctx.xshape
         ho, wo = dy.shape[2:]
-        dx = ctx.scratch("dx", x.shape, dy.dtype)
-        tiled = s == k and x.shape[2] == ho * k and x.shape[3] == wo * k
-        if not tiled:          # windows that leave elements out, or overlap
-            dx.fill(0)
+        dx = ctx.scratch("dx", shape, dy.dtype)
+        if not (s == k and shape[2] == ho * k and shape[3] == wo * k):
+            dx.fill(0)         # windows that leave elements out, or overlap
         hit = ctx.scratch("hit", dy.shape, bool)
         left = ctx.scratch("left", dy.shape, bool)   # windows whose maximum is not found yet
-        left.fill(True)
         for off in range(k * k):
-            np.equal(_offset(x, off // k, off % k, s, ho, wo), y, out=hit)
-            hit &= left
-            left ^= hit
+            np.equal(offsets[off], y, out=hit)
+            if off == 0:
+                np.logical_not(hit, out=left)
+            else:
+                hit &= left
+                if off < k * k - 1:
+                    left ^= hit
             view = _offset(dx, off // k, off % k, s, ho, wo)
             if s >= k:         # each element in one window at most
                 np.multiply(dy, hit, out=view)
@@ -377,6 +393,7 @@ class Embedding(Op):
     """Rows of a (vocab, units) table picked by integer ids: (L,) -> (L, units)."""
 
     name = "embedding"
+    label_attr = "units"
     int_inputs = (0,)
     attrs = {"vocab": Attr(kind="int", min=1, doc="number of ids: each lies in [0, vocab)"),
              "units": Attr(kind="int", min=1, doc="length of each row"),
