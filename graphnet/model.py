@@ -203,7 +203,7 @@ class Model:
         vals = self._run(outputs, feeds, training)
         if not copy:
             return {name: vals[slot] for name, slot in self._last[0].targets}
-        return {name: np.array(vals[slot]) for name, slot in self._last[0].targets}
+        return {name: vals[slot].copy() for name, slot in self._last[0].targets}
 
     def _run(self, outputs, feeds, training):
         """Forward through the plan for ``outputs``; its slot values (engine-owned)."""
@@ -292,7 +292,7 @@ class Model:
         if out is None:
             spare = self._spare        # the last arrays handed out, if nobody holds them now
             if spare is not None and self._refs(spare) == self._spare_refs:
-                return self._gradient_arrays(spare)
+                return spare, False    # unchanged: a changed entry or key changes the counts
             spare = self._spare = flat_arrays(self._layout, np.zeros(self._flat_size, self.dtype))
             self._spare_refs = self._refs(spare)
             return spare, True

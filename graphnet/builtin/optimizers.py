@@ -110,6 +110,12 @@ class RMSprop(Optimizer):
         param -= buf
 
 
+STACKED_MAX = 1 << 15
+"""Adam updates m and v in one call each step only up to this many elements: below it
+the calls cost more than the passes over memory, above it twice the memory per pass
+falls out of the CPU's cache."""
+
+
 class Adam(Optimizer):
     """Adam (Kingma and Ba, 2015), bias-corrected, eps outside the root as torch.optim.Adam.
 
@@ -133,7 +139,8 @@ class Adam(Optimizer):
         self._adam(param, grad, state, step)
 
     def _adam(self, param, grad, state, step):
-        """Nine numpy calls on the rows m and v of one array (init_state's), else twelve.
+        """Nine numpy calls on the rows m and v of one array (init_state's; for up to
+        STACKED_MAX elements), else twelve.
 
         The bias corrections are folded into two scalars: with c2 = sqrt(1 - beta2^t),
         lr m_hat / (sqrt(v_hat) + eps) = (lr c2 / (1 - beta1^t)) m / (sqrt(v) + eps c2);
@@ -144,6 +151,8 @@ class Adam(Optimizer):
         pair = self._pairs.get(id(m))
         if pair is not None and pair[0] is m and pair[1] is v:
             mv = pair[2]
+        elif m.size > STACKED_MAX:   # large: the passes over separate rows stay in cache
+            mv = None
         else:
             mv = _rows(m, v)
             if mv is not None and mv.shape[1:] == m.shape:   # whole rows: kept from step to step
