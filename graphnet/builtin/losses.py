@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import FeedError, ShapeError
 from ..ops import Attr, Op
 from ..hookspecs import hookimpl
+from .ops import ones
 
 REDUCTION = Attr("mean", "str", choices=("mean", "sum"), doc="mean (default) or sum")
 
@@ -129,11 +130,8 @@ def row_sum(ctx, x):
     """The sum of each row of 2-d ``x``, shape (n, 1), as ``x @ ones`` (BLAS is faster
     than add.reduce over a short last axis)."""
     n, c = x.shape
-    ones = getattr(ctx, "ones", None)
-    if ones is None or ones.shape[0] != c or ones.dtype != x.dtype:
-        ones = ctx.ones = np.ones(c, x.dtype)
     out = ctx.scratch("row_sum", (n, 1), x.dtype)
-    np.matmul(x, ones, out=out.reshape(n))
+    np.matmul(x, ones(ctx, c, x.dtype), out=out.reshape(n))
     return out
 
 
