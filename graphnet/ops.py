@@ -209,9 +209,10 @@ class Context:
         """A scratch array of ``x``'s shape and dtype, its axes in memory in ``x``'s order:
         an elementwise op on a transposed view (as convolutions hand on) then runs over
         contiguous memory on both sides."""
-        got = self._scratch.get(key)
+        got = self._scratch.get(("like", key))
         if got is None or got[0] != (x.shape, x.strides, x.dtype):
-            got = self._scratch[key] = ((x.shape, x.strides, x.dtype), np.empty_like(x))
+            got = self._scratch[("like", key)] = ((x.shape, x.strides, x.dtype),
+                                                  np.empty_like(x))
         return got[1]
 
 
