@@ -242,7 +242,9 @@ class MaxPool2d(_Pool2d):
     def backward(self, ctx, dy):
         """dy goes to the first offset that holds each window's maximum."""
         k, s = self.window(ctx.attrs)
-        y, dyb = ctx.y, _batch_last(dy)
+        # dy as (C, Ho, Wo, N) with the samples contiguous (one copy when it comes from a
+        # flatten, samples first), so that each offset's product runs over rows of N
+        y, dyb = ctx.y, _contiguous(ctx, "dyb", _batch_last(dy))
         dx = self.gradient_buffer(ctx, dy)
         hit = ctx.scratch("hit", y.shape, bool)
         left = ctx.scratch("left", y.shape, bool)   # windows whose maximum is not found yet
