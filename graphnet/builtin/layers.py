@@ -418,12 +418,12 @@ class BatchNorm(Op):
         if not ctx.needs_grad[0]:
             return None, dgamma, dbeta
         if ctx.batch_stats:   # the batch's mean and variance depend on x too:
-            # scale * (dy - mean of dy - xhat * mean of dy * xhat), xhat = centred * inv
-            np.subtract(rows, (dbeta / count)[:, None], out=dx)
+            # scale * (dy - mean of dy - xhat * mean of dy * xhat), xhat = centred * inv,
+            # in dx alone (no second array of its size)
+            np.multiply(centred, (inv * dgamma / count)[:, None], out=dx)
+            np.subtract(rows, dx, out=dx)
+            dx -= (dbeta / count)[:, None]
             dx *= scale[:, None]
-            term = np.multiply(centred, (scale * inv * dgamma / count)[:, None],
-                               out=ctx.scratch("term", centred.shape, dy.dtype))
-            dx -= term
         else:
             np.multiply(rows, scale[:, None], out=dx)
         return self._back(ctx, dx, len(dy)), dgamma, dbeta
