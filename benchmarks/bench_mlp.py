@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import graphnet as gn  # noqa: E402
-from baselines import (JaxDeviceMLP, JaxMLP, NumpyMLP, TorchMLP, init_params,  # noqa: E402
-                       make_data)
+from baselines import (JaxDeviceMLP, JaxMLP, NumpyFewestCallsMLP, NumpyMLP, TorchMLP,  # noqa: E402
+                       init_params, make_data)
 
 CONFIGS = {
     # name: layer sizes, hidden activation, batch, loss, rounds
@@ -95,7 +95,8 @@ class GraphnetMLP:
         return self.model.predict({"x": x})[self.out]
 
 
-ENGINES = {"numpy": NumpyMLP, "graphnet": GraphnetMLP, "torch": TorchMLP, "jax": JaxMLP,
+ENGINES = {"numpy": NumpyMLP, "numpy_min": NumpyFewestCallsMLP, "graphnet": GraphnetMLP,
+           "torch": TorchMLP, "jax": JaxMLP,
            "jax_device": JaxDeviceMLP}
 
 
