@@ -205,6 +205,16 @@ class Context:
             buf = self._scratch[key] = np.empty(shape, dtype)
         return buf
 
+    def scratch_like(self, key, x):
+        """A scratch array of ``x``'s shape and dtype, its axes in memory in ``x``'s order:
+        an elementwise op on a transposed view (as convolutions hand on) then runs over
+        contiguous memory on both sides."""
+        got = self._scratch.get(("like", key))
+        if got is None or got[0] != (x.shape, x.strides, x.dtype):
+            got = self._scratch[("like", key)] = ((x.shape, x.strides, x.dtype),
+                                                  np.empty_like(x))
+        return got[1]
+
 
 class Op:
     """Base class of every op. Subclass it, set the class attributes, override.
@@ -345,7 +355,7 @@ class ActivationOp(Op):
         return (dx if dx.dtype == dy.dtype else dx.astype(dy.dtype),)
 
     def _forward_into(self, ctx, x):
-        out = ctx.scratch("y", x.shape, x.dtype)
+        out = ctx.scratch_like("y", x)
         if ctx.attrs:
             y = self.activation.forward_into(x, out, **ctx.attrs)
         else:
@@ -354,7 +364,7 @@ class ActivationOp(Op):
         return y
 
     def _backward_into(self, ctx, dy):
-        out = ctx.scratch("dx", dy.shape, dy.dtype)
+        out = ctx.scratch_like("dx", dy)
         if ctx.attrs:
             return (self.activation.backward_into(ctx.x, ctx.y, dy, out, **ctx.attrs),)
         return (self.activation.backward_into(ctx.x, ctx.y, dy, out),)

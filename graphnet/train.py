@@ -122,6 +122,8 @@ class _Measure:
                                     f"are {self.losses}")
         extra = [n for _, _, _, p, t in self.metrics for n in (p, t)]
         self.targets = tuple(dict.fromkeys(self.losses + extra))   # a plan key as it is
+        self.model = model
+        self.plan = self.own = None
 
     def batch(self, outs):
         """The batch's logs: each loss as its node reduced it, the total, the metrics."""
@@ -133,9 +135,35 @@ class _Measure:
             if len(self.losses) > 1:
                 logs[f"loss/{l}"] = value
         logs["loss"] = total
-        for key, _, fn, pred, target in self.metrics:
-            logs[key] = float(fn(outs[pred], outs[target]))
+        for key, loss, fn, pred, target in self.metrics:
+            value = self._own_accuracy(loss) if fn is _softmax_accuracy else None
+            logs[key] = float(fn(outs[pred], outs[target]) if value is None else value)
         return logs
+
+    def _own_accuracy(self, loss):
+        """The accuracy the loss op reads off its last forward (softmax cross-entropy's
+        ``accuracy(ctx)``), or None where it cannot tell and argmax decides."""
+        plan = self.model._last[0]
+        if plan is not self.plan:
+            self.plan, self.own = plan, {node.name: (getattr(node.op, "accuracy", None), ctx)
+                                         for node, ctx in zip(plan.nodes, plan.contexts)}
+        read, ctx = self.own[loss]
+        return None if read is None else read(ctx)
+
+
+class _Shuffled:
+    """The training data in an epoch's order, taken into arrays kept from epoch to epoch
+    (no new copy of the data per epoch)."""
+
+    def __init__(self, arrays):
+        self.arrays, self.kept = arrays, None
+
+    def take(self, order):
+        if self.kept is None:
+            self.kept = {k: np.empty(v.shape, v.dtype) for k, v in self.arrays.items()}
+        for k, v in self.arrays.items():   # the order is a permutation: no index to check
+            np.take(v, order, axis=0, out=self.kept[k], mode="clip")
+        return self.kept
 
 
 class _Totals:
@@ -246,6 +274,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
     bar_on = progress and (_isatty() or _in_notebook())
     kept = _Checkpoints(checkpoint, checkpoint_every, model, opt, history, shuffle_rng,
                         epochs, batch_size, shuffle)
+    shuffled = _Shuffled(train_data)
     for cb in callbacks:
         cb.on_train_begin(run)
     try:
@@ -254,11 +283,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
             t0 = time.perf_counter()
             for cb in callbacks:
                 cb.on_epoch_begin(run)
-            if shuffle:
-                order = shuffle_rng.permutation(n)
-                arrays = {k: v[order] for k, v in train_data.items()}
-            else:
-                arrays = train_data
+            arrays = shuffled.take(shuffle_rng.permutation(n)) if shuffle else train_data
             bar = _bar(bar_on, batches, epoch + 1, epochs)
             try:
                 totals = _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar)
@@ -297,8 +322,9 @@ def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
 
     Per batch this adds to the bare forward/backward/step only what reads values the
     step computed anyway: the loss and metric floats from the engine's own output
-    arrays, the NaN/Inf guard on that loss and one reduction over the flat gradient,
-    and (in a terminal) the progress bar, redrawn at most every 0.1 s.
+    arrays (softmax cross-entropy's accuracy from the loss's own values, no argmax),
+    the NaN/Inf guard on that loss and one dot product of the flat gradient, and (in a
+    terminal) the progress bar, redrawn at most every 0.1 s.
     """
     model, opt = run.model, run.optimizer
     forward, backward, targets = model.forward, model.backward, measure.targets
@@ -312,7 +338,7 @@ def _epoch(run, arrays, n, batch_size, measure, callbacks, nan_guard, bar):
                        training=True, copy=False)
         grads = backward(out=grads)   # last step's arrays, refilled: no allocation
         logs = measure.batch(outs)
-        if nan_guard and not (math.isfinite(logs["loss"]) and _all_finite(grads)):
+        if nan_guard and not (math.isfinite(logs["loss"]) and _flat_finite(grads.flat)):
             _diverged(model, logs["loss"], grads, opt, run.epoch, b + 1)
         opt.step(model.params, grads)
         totals.add(logs, min(batch_size, n - lo))
@@ -420,13 +446,20 @@ def _finite(a):
 
 
 def _all_finite(grads):
-    """The guard's per-batch check of every gradient: the dot product of the flat
-    gradient with itself, one BLAS pass (a NaN or an infinity always shows in it); the
-    exact check only if that is not finite, since squares of finite values can overflow."""
+    """True if every gradient is finite: one pass over the flat array while it holds
+    them all, else param by param."""
     flat = getattr(grads, "flat", None)
     if flat is not None and grads.intact():
-        return math.isfinite(np.dot(flat, flat)) or bool(np.isfinite(flat).all())
+        return _flat_finite(flat)
     return all(_finite(g) for g in grads.values())
+
+
+def _flat_finite(flat):
+    """The guard's per-batch check of every gradient (fit's come from backward(out=),
+    always whole): the dot product of the flat gradient with itself, one BLAS pass (a NaN
+    or an infinity always shows in it); the exact check only if that is not finite, since
+    squares of finite values can overflow."""
+    return math.isfinite(np.dot(flat, flat)) or bool(np.isfinite(flat).all())
 
 
 def _count(a):

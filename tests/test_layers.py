@@ -77,8 +77,7 @@ def test_conv2d_matches_its_definition(k, stride, pad):
 def test_conv2d_over_batches_of_other_sizes_in_turn():
     """The padded and column arrays are kept from step to step: a batch of 19, then 3,
     then 19 again, each matches the definition (the zero border and the row of ones
-    are set again whenever the arrays are made again). Samples of 2 x 8 x 8 float64
-    (1 KiB) move in blocks of 8 (two whole blocks and a part), of 2 x 5 x 4 at once."""
+    are set again whenever the arrays are made again)."""
     rng = np.random.default_rng(7)
     w, b = rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4)
     for shape in ((2, 8, 8), (2, 5, 4)):
@@ -100,10 +99,67 @@ def test_conv2d_over_batches_of_other_sizes_in_turn():
     ((2, 5, 5), {"filters": 2, "kernel_size": 3, "stride": 2, "padding": 1,
                  "use_bias": False})])
 def test_conv2d_gradcheck_over_several_blocks_of_samples(shape, attrs):
-    """Batches of 11; inputs (and the first one's outputs) of 1 KiB per sample in float64
-    move in blocks of 8 samples, a whole block and a part; the others at once."""
+    """Batches of 11, with and without bias, padding and stride."""
     report = check_op("conv2d", [shape], attrs, batch=11)
     assert report.ok and report.max_error < 1e-6, str(report)
+
+
+def cnn(stride=1):
+    """conv -> batch_norm -> relu -> max pool -> conv -> relu -> avg pool -> dense."""
+    g = gn.Graph("cnn")
+    x, y = g.input("x", (2, 8, 8)), g.input("y", (), dtype="int64")
+    h = g.add("conv2d", x, filters=4, kernel_size=3, padding=1, stride=stride, name="conv1")
+    h = g.add("relu", g.add("batch_norm", h, name="bn"), name="relu1")
+    h = g.add("max_pool2d", h, name="pool1")
+    h = g.add("relu", g.add("conv2d", h, filters=3, kernel_size=2, padding=1,
+                                   name="conv2"), name="relu2")
+    h = g.add("avg_pool2d", h, pool_size=2, stride=1, name="pool2")
+    out = g.add("dense", g.add("flatten", h, name="flat"), units=3, name="out")
+    g.add("softmax_cross_entropy", out, y, name="loss")
+    g.output(out)
+    return g
+
+
+def test_image_layers_hand_on_batch_last_views_that_relu_keeps():
+    """conv2d, batch_norm and the poolings hand on (N, C, H, W) views of arrays with the
+    samples last, which relu keeps; each node's value is what its op gives for a
+    plain C-contiguous copy of its input, and gradients pass finite differences."""
+    model = gn.Model(cnn(), seed=0, dtype="float64")
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.normal(size=(5, 2, 8, 8)), "y": rng.integers(0, 3, 5)}
+    model.forward(feeds, outputs=["loss"], training=True)
+    plan, vals = model._last
+    for name in ("conv1", "bn", "relu1", "pool1", "conv2", "relu2", "pool2"):
+        value = vals[plan.slot[name]]
+        assert value.strides[0] == value.itemsize, name       # samples the fastest axis
+        node = model.nodes[name]
+        if node.op.name == "relu":
+            continue
+        given = np.ascontiguousarray(vals[plan.slot[node.inputs[0]]])
+        params = {k.split(".")[1]: v for k, v in model.params.items()
+                  if k.startswith(name + ".")}
+        attrs = {k: v for k, v in node.attrs.items() if v is not None}
+        _, want = run(node.op.name, given, attrs, params, training=True)
+        np.testing.assert_allclose(value, want, rtol=1e-12, atol=1e-12)
+    grads = model.backward(inputs=True)
+    assert grads["x"].shape == (5, 2, 8, 8)
+    for stride in (1, 2):
+        assert gn.gradcheck(gn.Model(cnn(stride), seed=1), feeds, inputs=True,
+                            training=True).ok
+
+
+def test_scratch_like_follows_the_layout_of_its_model():
+    from graphnet.ops import Context
+    ctx = Context("node", {})
+    a = np.zeros((3, 4, 5, 6), np.float32).transpose(3, 0, 1, 2)
+    buf = ctx.scratch_like("y", a)
+    assert buf.shape == a.shape and buf.strides == a.strides and buf.dtype == a.dtype
+    assert ctx.scratch_like("y", a) is buf                       # kept from call to call
+    c = np.zeros((6, 3, 4, 5), np.float32)
+    assert ctx.scratch_like("y", c).flags.c_contiguous          # made again for another layout
+    padded = np.zeros((3, 6, 7, 6))[:, 1:5, 1:6].transpose(3, 0, 1, 2)  # not dense
+    got = ctx.scratch_like("y", padded)
+    assert got.shape == padded.shape and ctx.scratch_like("y", padded) is got
 
 
 @pytest.mark.parametrize("op, reduce", [("max_pool2d", np.max), ("avg_pool2d", np.mean)])

@@ -221,6 +221,79 @@ def test_accuracy_of_softmax_cross_entropy_is_argmax_against_labels():
     assert model.evaluate(data, batch_size=50)["accuracy"] == pytest.approx(expected)
 
 
+def logits_model(classes=4):
+    """The softmax cross-entropy of fed logits: the accuracy of exactly the values fed."""
+    g = gn.Graph("fed")
+    x, y = g.input("x", shape=(classes,)), g.input("y", shape=(), dtype="int64")
+    g.add("softmax_cross_entropy", x, y, name="loss")
+    return gn.Model(g, seed=0)
+
+
+@pytest.mark.parametrize("case", ["distinct", "ties", "all_equal", "nan", "inf", "huge",
+                                  "nan_and_tie"])
+def test_the_accuracy_read_off_the_loss_is_argmaxs_even_on_ties_and_nan(case):
+    """fit takes softmax cross-entropy's accuracy from the loss's own values, falling back
+    to argmax where those cannot tell (a tie: argmax takes the first maximum; a NaN or an
+    infinity); either way the value is argmax's, to the bit."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = rng.integers(0, 4, size=40)
+    y[:10] = x[:10].argmax(axis=1)             # some right, whatever the case
+    if case == "ties":
+        x[3:8, 2] = x[3:8, 0] = 5.0            # rows tied between classes 0 and 2
+        y[3:8] = 2                             # argmax says 0: wrong
+    elif case == "all_equal":
+        x[:] = 0.0                             # a dead network: argmax says class 0
+    elif case == "nan":
+        x[6, 1] = np.nan
+    elif case == "inf":
+        x[6, 1] = np.inf
+    elif case == "huge":
+        x[::2] *= 1e38                         # shifted logits whose sum overflows
+    elif case == "nan_and_tie":                # a row without a maximum, one with two
+        x[6, 1], x[3, 0], x[3, 2], y[3] = np.nan, 9.0, 9.0, 2
+    model = logits_model()
+    measure = train._Measure(model, "auto")
+    with np.errstate(all="ignore"):
+        logs = measure.batch(model.forward({"x": x, "y": y}, outputs=measure.targets))
+        read, ctx = measure.own["loss"]
+        own = read(ctx)
+    assert logs["accuracy"] == np.count_nonzero(x.argmax(axis=1) == y) / 40
+    assert (own is None) == (case != "distinct")   # the fast path is the one taken
+    if own is not None:
+        assert own == logs["accuracy"]
+
+
+def test_a_dead_network_scores_as_argmax_does():
+    """All-zero params give every class the same logit: argmax answers class 0, so the
+    accuracy is the share of label 0 (not 1.0, which a tie counted as a hit would give)."""
+    model = digits_model()
+    model.params.flat[:] = 0.0
+    data = {k: v[:200] for k, v in load_digits()["test"].items()}
+    assert model.evaluate(data, batch_size=64)["accuracy"] == np.mean(data["y"] == 0)
+    history = model.fit(data, optimizer="sgd", epochs=1, batch_size=200, progress=False)
+    assert history.last["accuracy"] == np.mean(data["y"] == 0)   # before the one update
+
+
+def test_a_shuffled_fit_is_the_loop_over_each_epochs_permutation():
+    """Each epoch fit takes the data in the order of one permutation from default_rng(seed)
+    (into arrays it keeps from epoch to epoch): the same params as that loop, bit for bit,
+    for any memory layout of the data."""
+    data = {k: v[:150] for k, v in load_digits()["train"].items()}
+    data["x"] = np.asfortranarray(data["x"].astype(np.float32))
+    fitted, manual = digits_model(), digits_model()
+    opt = gn.optimizer("adam", lr=0.01)
+    fitted.fit(data, optimizer=opt, epochs=3, batch_size=32, seed=5, progress=False)
+    opt2, rng = gn.optimizer("adam", lr=0.01), np.random.default_rng(5)
+    for _ in range(3):
+        order = rng.permutation(150)
+        arrays = {k: v[order] for k, v in data.items()}
+        for lo in range(0, 150, 32):
+            manual.forward({k: v[lo:lo + 32] for k, v in arrays.items()}, training=True)
+            opt2.step(manual.params, manual.backward())
+    assert_params_equal(fitted, manual)
+
+
 def test_custom_metrics_and_no_metrics():
     model = digits_model()
     data = {k: v[:40] for k, v in load_digits()["test"].items()}

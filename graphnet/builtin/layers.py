@@ -6,6 +6,11 @@ windows of the padded input copied into a matrix and one matrix product;
 its backward spreads the window gradients back. Both, and pooling, walk the
 k * k kernel offsets, each a strided view of the whole batch: never a
 Python loop over output positions.
+
+Inside, convolution, pooling and batch norm compute on (C, H, W, N) arrays,
+the samples axis last, and hand their outputs and input gradients on as
+(N, C, H, W) views of them: the next such layer reads them without a copy,
+and elementwise ops between (relu) keep the layout (``Context.scratch_like``).
 """
 
 import numpy as np
@@ -13,6 +18,7 @@ import numpy as np
 from ..errors import FeedError, ShapeError
 from ..hookspecs import hookimpl
 from ..ops import Attr, Buffer, Op, Param
+from .ops import ones
 
 
 def _image(op, shape):
@@ -31,21 +37,33 @@ def _out_size(op, size, window, stride, pad=0):
     return (size + 2 * pad - window) // stride + 1
 
 
-def _offset(x, i, j, stride, ho, wo):
-    """View of the (N, C, Ho, Wo) values at kernel offset (i, j) of every window of x."""
-    return x[:, :, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride]
+def _at_offsets(a, k, stride, ho, wo):
+    """(i, j, view) for each kernel offset, row-major: the values of ``a`` (C, H, W, N)
+    at offset (i, j) of every window, a (C, Ho, Wo, N) view."""
+    for i in range(k):
+        for j in range(k):
+            yield i, j, a[:, i:i + stride * (ho - 1) + 1:stride,
+                          j:j + stride * (wo - 1) + 1:stride]
 
 
-def _batch_last(dst, x):
-    """dst[..., i] = x[i] for each sample i: (N, ...) turned into (..., N).
+def _batch_last(x):
+    """The (C, H, W, N) view of an (N, C, H, W) batch: the layout convolution, pooling
+    and batch norm compute in, and hand on (as the view ``_batch_first`` makes)."""
+    return x.transpose(1, 2, 3, 0)
 
-    Where a sample's size is a multiple of 1 KiB, in blocks of 8 samples: the
-    whole transpose at once reads the samples at the same offset a power of
-    two apart, which share cache sets and evict each other (about 4x slower)."""
-    axes = tuple(range(1, x.ndim)) + (0,)
-    step = 8 if x[0].nbytes % 1024 == 0 else len(x)
-    for s in range(0, len(x), step):
-        np.copyto(dst[..., s:s + step], x[s:s + step].transpose(axes))
+
+def _batch_first(a):
+    """The (N, C, H, W) view of a (C, H, W, N) array."""
+    return a.transpose(3, 0, 1, 2)
+
+
+def _contiguous(ctx, key, a):
+    """``a`` when C-contiguous (it is, after a layer here), else its copy in scratch ``key``."""
+    if a.flags.c_contiguous:
+        return a
+    out = ctx.scratch(key, a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def _prepared(ctx, key, shape, dtype, prepare):
@@ -67,8 +85,11 @@ class Conv2d(Op):
     sample are a strided view whose rows run over whole rows of N-sample
     columns (long contiguous copies even for 4x4 images). The k * k views
     fill a (C k k, Ho Wo N) matrix and one matrix product with the weight
-    gives every output; backward adds the window gradients back one kernel
-    offset at a time. Only the samples axis is moved, on the way in and out.
+    gives every output as (filters, Ho, Wo, N). That array is handed on as
+    an (N, filters, Ho, Wo) view, which batch norm, pooling and convolution
+    here read without a copy (``_batch_last``), so the samples axis moves
+    only where a batch enters from elsewhere; backward adds the window
+    gradients back one kernel offset at a time.
     """
 
     name = "conv2d"
@@ -102,12 +123,9 @@ class Conv2d(Op):
 
     @staticmethod
     def _windows(ctx, a):
-        """The k * k (i, j, view) of ``a`` (C, Hp, Wp, N) at each kernel offset."""
-        k, s = ctx.attrs["kernel_size"], ctx.attrs["stride"]
+        """The (i, j, view) of ``a`` (C, Hp, Wp, N) at each kernel offset."""
         _, ho, wo = ctx.output_shape
-        for i in range(k):
-            for j in range(k):
-                yield i, j, a[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
+        return _at_offsets(a, ctx.attrs["kernel_size"], ctx.attrs["stride"], ho, wo)
 
     def forward(self, ctx, x, weight, bias=None):
         n, c, h, w = x.shape
@@ -115,33 +133,27 @@ class Conv2d(Op):
         k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
         r = c * k * k
         xp = _prepared(ctx, "xp", (c, h + 2 * p, w + 2 * p, n), x.dtype, lambda a: a.fill(0))
-        _batch_last(xp[:, p:p + h, p:p + w], x)
+        np.copyto(xp[:, p:p + h, p:p + w], _batch_last(x))
         # rows (channel, kernel row, kernel col) and a row of ones that meets the bias
         cols = _prepared(ctx, "cols", (r + (bias is not None), ho * wo * n), x.dtype,
                          lambda a: a[r:].fill(1))
         windows = cols[:r].reshape(c, k, k, ho, wo, n)
         for i, j, view in self._windows(ctx, xp):
             np.copyto(windows[:, i, j], view)
-        wmat = ctx.scratch("wmat", (f, cols.shape[0]), x.dtype)
+        wmat = ctx.scratch("wmat", (f, len(cols)), x.dtype)
         wmat[:, :r] = weight.reshape(f, r)
         if bias is not None:
             wmat[:, r] = bias
-        y = np.matmul(wmat, cols, out=ctx.scratch("ymat", (f, ho * wo * n), x.dtype))
+        y = np.matmul(wmat, cols, out=ctx.scratch("y", (f, ho * wo * n), x.dtype))
         ctx.cols, ctx.wmat, ctx.xshape = cols, wmat, x.shape
-        out = ctx.scratch("y", (n, f, ho, wo), x.dtype)
-        rows, flat = y.reshape(f * ho * wo, n), out.reshape(n, f * ho * wo)
-        for r in range(0, len(rows), 64):       # in blocks, as _batch_last
-            np.copyto(flat[:, r:r + 64], rows[r:r + 64].T)
-        return out
+        return _batch_first(y.reshape(f, ho, wo, n))
 
     def backward(self, ctx, dy):
         n, c, h, w = ctx.xshape
         f, ho, wo = ctx.output_shape
         k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
         r = c * k * k
-        dyt = ctx.scratch("dyt", (f, ho, wo, n), dy.dtype)
-        _batch_last(dyt, dy)
-        dymat = dyt.reshape(f, ho * wo * n)
+        dymat = _contiguous(ctx, "dyt", _batch_last(dy)).reshape(f, -1)
         # (C k k + 1, filters), the last row the bias's: BLAS is faster with the long
         # side of the product as rows
         dwt = np.matmul(ctx.cols, dymat.T, out=ctx.scratch("dwt", (len(ctx.cols), f),
@@ -154,20 +166,20 @@ class Conv2d(Op):
             np.copyto(grads[2], dwt[r])
         if ctx.needs_grad[0]:
             dcols = np.matmul(ctx.wmat[:, :r].T, dymat,
-                              out=ctx.scratch("dcols", (r, ho * wo * n), dy.dtype))
+                              out=ctx.scratch("dcols", (r, dymat.shape[1]), dy.dtype))
             dcols = dcols.reshape(c, k, k, ho, wo, n)
             dxp = ctx.scratch("dxp", (c, h + 2 * p, w + 2 * p, n), dy.dtype)
             dxp.fill(0)
             for i, j, view in self._windows(ctx, dxp):   # each window's gradient back
                 view += dcols[:, i, j]                    # where its values came from
-            dx = ctx.scratch("dx", ctx.xshape, dy.dtype)
-            np.copyto(dx, dxp[:, p:p + h, p:p + w].transpose(3, 0, 1, 2))
-            grads[0] = dx
+            grads[0] = _batch_first(dxp[:, p:p + h, p:p + w])
         return tuple(grads)
 
 
 class _Pool2d(Op):
-    """Shared shape logic of max_pool2d and avg_pool2d: square windows, no padding."""
+    """Shared logic of max_pool2d and avg_pool2d: square windows, no padding, computed
+    as (C, H, W, N) arrays (see Conv2d): each kernel offset's values of every window
+    are then a view of rows of whole N-sample columns."""
 
     kind = "layer"
     label_attr = "pool_size"
@@ -184,16 +196,21 @@ class _Pool2d(Op):
         k = attrs["pool_size"]
         return k, attrs["stride"] or k
 
-    def fold(self, ctx, x, combine):
-        """Each window's k*k offsets combined into the output: one numpy call per offset."""
+    def offsets(self, ctx, a):
+        """The k * k views of ``a`` (C, H, W, N) at each kernel offset, row-major."""
         k, s = self.window(ctx.attrs)
-        shape = (x.shape[0],) + ctx.output_shape
-        ho, wo = shape[2:]
-        out = ctx.scratch("y", shape, x.dtype)
-        np.copyto(out, _offset(x, 0, 0, s, ho, wo))
-        for off in range(1, k * k):
-            combine(out, _offset(x, off // k, off % k, s, ho, wo), out=out)
-        return out
+        _, ho, wo = ctx.output_shape
+        return [view for _, _, view in _at_offsets(a, k, s, ho, wo)]
+
+    def gradient_buffer(self, ctx, dy):
+        """The (C, H, W, N) scratch array backward writes dx into, zero where no window
+        writes or where windows overlap (they add)."""
+        k, s = self.window(ctx.attrs)
+        n, c, h, w = ctx.xshape
+        dx = ctx.scratch("dx", (c, h, w, n), dy.dtype)
+        if not (s == k and h == dy.shape[2] * k and w == dy.shape[3] * k):
+            dx.fill(0)
+        return dx
 
     def to_onnx(self, b, x):
         k, s = self.window(b.attrs)
@@ -208,42 +225,35 @@ class MaxPool2d(_Pool2d):
     onnx_type = "MaxPool"
 
     def forward(self, ctx, x):
-        k, s = self.window(ctx.attrs)
-        ho, wo = ctx.output_shape[1:]
-        # each kernel offset's values of every window copied side by side: the maximum
-        # and backward's comparisons then run over contiguous arrays, not strided views
-        offsets = ctx.scratch("offsets", (k * k, len(x)) + ctx.output_shape, x.dtype)
-        for off in range(k * k):
-            np.copyto(offsets[off], _offset(x, off // k, off % k, s, ho, wo))
-        best = np.maximum.reduce(offsets, axis=0,
-                                 out=ctx.scratch("y", offsets.shape[1:], x.dtype))
-        ctx.offsets, ctx.y, ctx.xshape = offsets, best, x.shape
-        return best
+        views = self.offsets(ctx, _batch_last(x))
+        best = ctx.scratch("y", views[0].shape, x.dtype)
+        np.copyto(best, views[0])
+        for view in views[1:]:
+            np.maximum(best, view, out=best)
+        ctx.views, ctx.y, ctx.xshape = views, best, x.shape
+        return _batch_first(best)
 
     def backward(self, ctx, dy):
         """dy goes to the first offset that holds each window's maximum."""
         k, s = self.window(ctx.attrs)
-        offsets, y, shape = ctx.offsets, ctx.y, ctx.xshape
-        ho, wo = dy.shape[2:]
-        dx = ctx.scratch("dx", shape, dy.dtype)
-        if not (s == k and shape[2] == ho * k and shape[3] == wo * k):
-            dx.fill(0)         # windows that leave elements out, or overlap
-        hit = ctx.scratch("hit", dy.shape, bool)
-        left = ctx.scratch("left", dy.shape, bool)   # windows whose maximum is not found yet
-        for off in range(k * k):
-            np.equal(offsets[off], y, out=hit)
+        y, dyb = ctx.y, _batch_last(dy)
+        dx = self.gradient_buffer(ctx, dy)
+        hit = ctx.scratch("hit", y.shape, bool)
+        left = ctx.scratch("left", y.shape, bool)   # windows whose maximum is not found yet
+        last = len(ctx.views) - 1
+        for off, (view, dxv) in enumerate(zip(ctx.views, self.offsets(ctx, dx))):
+            np.equal(view, y, out=hit)
             if off == 0:
                 np.logical_not(hit, out=left)
             else:
                 hit &= left
-                if off < k * k - 1:
+                if off < last:
                     left ^= hit
-            view = _offset(dx, off // k, off % k, s, ho, wo)
             if s >= k:         # each element in one window at most
-                np.multiply(dy, hit, out=view)
+                np.multiply(dyb, hit, out=dxv)
             else:
-                view += dy * hit
-        return (dx,)
+                dxv += dyb * hit
+        return (_batch_first(dx),)
 
 
 class AvgPool2d(_Pool2d):
@@ -253,21 +263,23 @@ class AvgPool2d(_Pool2d):
     onnx_type = "AveragePool"
 
     def forward(self, ctx, x):
-        k, _ = self.window(ctx.attrs)
-        total = self.fold(ctx, x, np.add)
-        total *= x.dtype.type(1 / (k * k))
+        views = self.offsets(ctx, _batch_last(x))
+        total = ctx.scratch("y", views[0].shape, x.dtype)
+        np.copyto(total, views[0])
+        for view in views[1:]:
+            total += view
+        total *= x.dtype.type(1 / len(views))
         ctx.xshape = x.shape
-        return total
+        return _batch_first(total)
 
     def backward(self, ctx, dy):
-        k, s = self.window(ctx.attrs)
-        ho, wo = dy.shape[2:]
-        share = dy * dy.dtype.type(1 / (k * k))
-        dx = ctx.scratch("dx", ctx.xshape, dy.dtype)
-        dx.fill(0)
-        for off in range(k * k):
-            _offset(dx, off // k, off % k, s, ho, wo)[...] += share
-        return (dx,)
+        k, _ = self.window(ctx.attrs)
+        dx = self.gradient_buffer(ctx, dy)
+        dx.fill(0)                      # every window adds its share
+        share = _batch_last(dy) * dy.dtype.type(1 / (k * k))
+        for dxv in self.offsets(ctx, dx):
+            dxv += share
+        return (_batch_first(dx),)
 
 
 class GlobalAvgPool2d(Op):
@@ -317,6 +329,11 @@ class BatchNorm(Op):
     statistics move towards them: running = momentum * running + (1 -
     momentum) * batch, the variance unbiased there (as PyTorch, whose
     momentum is 1 - this one). Inference: the running statistics.
+
+    Computed as one row per feature, the batch last ((C, H W N) for images:
+    the layout Conv2d hands on, read without a copy); each sum over a
+    feature's values is a matrix-vector product with a vector of ones, which
+    BLAS runs faster than numpy's reductions.
     """
 
     name = "batch_norm"
@@ -336,16 +353,31 @@ class BatchNorm(Op):
         c = _features("batch_norm", shape)
         return {"running_mean": Buffer((c,), 0.0), "running_var": Buffer((c,), 1.0)}
 
+    @staticmethod
+    def _rows(ctx, key, x):
+        """x (N, C, ...) as a C-contiguous (C, values per feature) array, the batch last
+        (a view of a layer's output here, else a copy in scratch ``key``)."""
+        a = _contiguous(ctx, key, x.transpose(tuple(range(1, x.ndim)) + (0,)))
+        return a.reshape(len(a), -1)
+
+    @staticmethod
+    def _back(ctx, rows, n):
+        """(C, values) rows back as the (N, C, ...) batch of ``n`` samples, a view."""
+        nd = len(ctx.output_shape) + 1
+        a = rows.reshape(ctx.output_shape + (n,))
+        return a.transpose((nd - 1,) + tuple(range(nd - 1)))
+
     def forward(self, ctx, x, gamma, beta):
-        n, c = x.shape[:2]
-        x3 = x.reshape(n, c, -1)        # (N, C, values per sample and feature)
+        rows = self._rows(ctx, "x", x)
+        count = rows.shape[1]
         dt = x.dtype.type
-        count = n * x3.shape[2]
-        centred = ctx.scratch("centred", x3.shape, x.dtype)
-        if ctx.training:                # einsum: one pass per sum, no temporaries
-            mean = np.einsum("ncm->c", x3) / dt(count)
-            np.subtract(x3, mean[:, None], out=centred)
-            var = np.einsum("ncm,ncm->c", centred, centred) / dt(count)
+        centred = ctx.scratch("centred", rows.shape, x.dtype)
+        out = ctx.scratch("y", rows.shape, x.dtype)
+        if ctx.training:
+            ones_ = ones(ctx, count, x.dtype)
+            mean = (rows @ ones_) / dt(count)
+            np.subtract(rows, mean[:, None], out=centred)
+            var = (np.multiply(centred, centred, out=out) @ ones_) / dt(count)
             m = dt(ctx.attrs["momentum"])
             run_mean, run_var = ctx.buffers["running_mean"], ctx.buffers["running_var"]
             run_mean *= m
@@ -354,13 +386,13 @@ class BatchNorm(Op):
             run_var += (1 - m) * var * dt(count / max(count - 1, 1))   # unbiased
         else:
             mean, var = ctx.buffers["running_mean"], ctx.buffers["running_var"]
-            np.subtract(x3, mean[:, None], out=centred)
+            np.subtract(rows, mean[:, None], out=centred)
         inv = 1 / np.sqrt(var + dt(ctx.attrs["eps"]))
         scale = gamma * inv
-        out = np.multiply(centred, scale[:, None], out=ctx.scratch("y", x3.shape, x.dtype))
+        np.multiply(centred, scale[:, None], out=out)
         out += beta[:, None]
         ctx.centred, ctx.inv, ctx.scale, ctx.batch_stats = centred, inv, scale, ctx.training
-        return out.reshape(x.shape)
+        return self._back(ctx, out, len(x))
 
     def to_onnx(self, b, x, gamma, beta):   # the inference form: running statistics
         return b.op("BatchNormalization", x, gamma, beta, b.buffer("running_mean"),
@@ -369,24 +401,24 @@ class BatchNorm(Op):
 
     def backward(self, ctx, dy):
         centred, inv, scale = ctx.centred, ctx.inv, ctx.scale
-        dy3 = dy.reshape(centred.shape)
-        count = centred.shape[0] * centred.shape[2]
-        dbeta = np.einsum("ncm->c", dy3)
-        dgamma = np.einsum("ncm,ncm->c", dy3, centred) * inv     # sum of dy * xhat
-        dx = None
-        if ctx.needs_grad[0]:
-            dx = ctx.scratch("dx", centred.shape, dy.dtype)
-            if ctx.batch_stats:   # the batch's mean and variance depend on x too:
-                # scale * (dy - mean of dy - xhat * mean of dy * xhat), xhat = centred * inv
-                np.subtract(dy3, (dbeta / count)[:, None], out=dx)
-                dx *= scale[:, None]
-                term = np.multiply(centred, (scale * inv * dgamma / count)[:, None],
-                                   out=ctx.scratch("term", centred.shape, dy.dtype))
-                dx -= term
-            else:
-                np.multiply(dy3, scale[:, None], out=dx)
-            dx = dx.reshape(dy.shape)
-        return dx, dgamma, dbeta
+        rows = self._rows(ctx, "dy", dy)
+        count = rows.shape[1]
+        ones_ = ones(ctx, count, dy.dtype)
+        dbeta = rows @ ones_
+        dx = ctx.scratch("dx", centred.shape, dy.dtype)
+        dgamma = (np.multiply(rows, centred, out=dx) @ ones_) * inv    # sum of dy * xhat
+        if not ctx.needs_grad[0]:
+            return None, dgamma, dbeta
+        if ctx.batch_stats:   # the batch's mean and variance depend on x too:
+            # scale * (dy - mean of dy - xhat * mean of dy * xhat), xhat = centred * inv
+            np.subtract(rows, (dbeta / count)[:, None], out=dx)
+            dx *= scale[:, None]
+            term = np.multiply(centred, (scale * inv * dgamma / count)[:, None],
+                               out=ctx.scratch("term", centred.shape, dy.dtype))
+            dx -= term
+        else:
+            np.multiply(rows, scale[:, None], out=dx)
+        return self._back(ctx, dx, len(dy)), dgamma, dbeta
 
 
 class Embedding(Op):

@@ -5,6 +5,8 @@ the cross-entropies sum over a sample's classes or outputs and average over
 the batch. ``reduction="sum"`` gives the lecture's sum over the batch.
 """
 
+import math
+
 import numpy as np
 
 from ..errors import FeedError, ShapeError
@@ -69,7 +71,8 @@ class SoftmaxCrossEntropy(Loss):
 
     def forward(self, ctx, logits, labels):
         n, classes = logits.shape
-        shifted = np.subtract(logits, row_max(ctx, logits),
+        ctx.logits, ctx.top = logits, row_max(ctx, logits)   # kept for accuracy()
+        shifted = np.subtract(logits, ctx.top,
                               out=ctx.scratch("probs", logits.shape, logits.dtype))
         if labels.ndim == 1:
             if labels.dtype.kind not in "iu":
@@ -82,11 +85,13 @@ class SoftmaxCrossEntropy(Loss):
             rows = getattr(ctx, "rows", None)
             if rows is None or len(rows) != n:
                 rows = ctx.rows = np.arange(n)
-            picked = shifted[rows, labels].sum()
+            ctx.picked = shifted[rows, labels]   # 0 where the label's logit is the row's max
+            picked = ctx.picked_sum = ctx.picked.sum()
             exp = np.exp(shifted, out=shifted)   # the buffer now holds exp, then probs
             sums = row_sum(ctx, exp)
             total = np.log(sums).sum() - picked
         else:
+            ctx.picked = None
             exp = np.exp(shifted)
             sums = row_sum(ctx, exp)
             ctx.log_probs = shifted - np.log(sums)   # backward's gradient for the targets
@@ -96,6 +101,19 @@ class SoftmaxCrossEntropy(Loss):
         ctx.labels = labels
         ctx.scale = 1.0 / n if ctx.attrs["reduction"] == "mean" else 1.0
         return np.asarray(total * ctx.scale, dtype=logits.dtype)
+
+    def accuracy(self, ctx):
+        """The last forward's fraction of labels that argmax(logits) gets right, from the
+        values forward computed, so that fit's accuracy needs no argmax pass: a label is
+        right where its shifted logit is 0, the row's maximum, unless a row ties two
+        classes for it. None (ask argmax) for ties, non-finite values, probabilities."""
+        picked = ctx.picked
+        if picked is None or not len(picked) or not math.isfinite(ctx.picked_sum):
+            return None            # a finite sum: no NaN or infinity holds any row's maximum
+        n = len(picked)
+        if np.count_nonzero(ctx.logits == ctx.top) != n:
+            return None            # some row has two maxima: argmax takes the first
+        return (n - np.count_nonzero(picked)) / n
 
     def backward(self, ctx, dy):
         """(softmax - onehot) * scale, in one buffer (backward may run twice on one forward)."""
