@@ -14,6 +14,7 @@ numpy baseline. JAX has two columns: ``jax`` reads the loss back every step,
     python benchmarks/bench_mlp.py --threads 4          # BLAS threads (default 1)
     python benchmarks/bench_mlp.py --memory             # peak RSS, mnist-like
     python benchmarks/bench_mlp.py --scaling docs/scaling.png
+    python benchmarks/bench_mlp.py --plot docs/performance_steps.png   # the step times drawn
 
 PyTorch and JAX are used only when importable (never a dependency).
 """
@@ -382,6 +383,37 @@ def plot_scaling(rows, path):
     print(f"wrote {path}")
 
 
+LABELS = {"numpy": "numpy by hand", "numpy_min": "numpy, fewest calls", "graphnet": "graphnet",
+          "torch": "PyTorch eager", "jax": "JAX jit, loss read every step",
+          "jax_device": "JAX jit, loss on the device"}
+
+
+def plot_steps(steps, path):
+    """Each engine's step time per config, as a multiple of the numpy baseline's (log axis)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    configs = list(steps)
+    engines = list(steps[configs[0]]["median_s"])
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 1.1 * len(configs)))
+    height = 0.8 / len(engines)
+    for k, e in enumerate(engines):
+        ys = [c + (k - (len(engines) - 1) / 2) * height for c in range(len(configs))]
+        ratios = [steps[c]["ratio_to_numpy"][e] for c in configs]
+        ax.barh(ys, ratios, height, label=LABELS.get(e, e), color=f"C{k}")
+        for y, c, r in zip(ys, configs, ratios):
+            ax.text(r * 1.03, y, fmt_time(steps[c]["median_s"][e]), va="center", fontsize=7)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(configs)), [f"{c}\nbatch {steps[c]['batch']}" for c in configs])
+    ax.invert_yaxis()
+    ax.set_xlabel("training step time / numpy by hand (log scale; labels: time per step)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
+
+
 def markdown(results):
     """The step table of a --json file as Markdown (for docs/performance.md)."""
     steps = results["steps"]
@@ -432,6 +464,7 @@ def main(argv=None):
                     help="also time graphnet's forward, backward and update apart")
     ap.add_argument("--scaling", nargs="?", const="", default=None, metavar="PNG",
                     help="also time width and depth sweeps (and plot them to PNG)")
+    ap.add_argument("--plot", metavar="PNG", help="draw the step times per config to PNG")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and sweep points")
     ap.add_argument("--markdown", metavar="JSON", help="print the table of a --json file")
     args = ap.parse_args(argv)
@@ -459,6 +492,8 @@ def main(argv=None):
             results["phases"] = bench_phases(args.configs, optimizer)
         if args.scaling is not None:
             results["scaling"] = bench_scaling(optimizer, args.scaling or None, args.quick)
+    if args.plot:
+        plot_steps(results["steps"], args.plot)
     if args.memory:
         results["memory_rss_bytes"] = bench_memory(["numpy", "graphnet", "graphnet_fit"], optimizer)
     if args.json:
