@@ -7,7 +7,10 @@ interleaved in one process, round after round, timed by the wall clock with
 BLAS (and XLA) on one thread, so that a noisy shared machine slows them alike;
 the report gives each engine's median time per step and its ratio to the
 numpy baseline. JAX has two columns: ``jax`` reads the loss back every step,
-``jax_device`` leaves it on the device and waits once per round.
+``jax_device`` leaves it on the device and waits once per round. ``numpy_min``
+is the step in the fewest numpy calls we know how to write by hand (see
+baselines.NumpyFewestCallsMLP): what the calls themselves cost, the floor of
+any engine that runs on them.
 
     python benchmarks/bench_mlp.py                      # all four configs
     python benchmarks/bench_mlp.py --configs tiny digits --json out.json
