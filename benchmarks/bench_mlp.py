@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import graphnet as gn  # noqa: E402
 from baselines import (JaxDeviceMLP, JaxMLP, NumpyFewestCallsMLP, NumpyMLP, TorchMLP,  # noqa: E402
-                       init_params, make_data)
+                       make_data)
+from graphnet_mlp import GraphnetMLP  # noqa: E402
+from rss_child import measure as measure_rss  # noqa: E402
 
 CONFIGS = {
     # name: layer sizes, hidden activation, batch, loss, rounds
@@ -51,52 +52,12 @@ CONFIGS = {
     "mnist": ([784, 256, 256, 10], "relu", 128, "ce", 31),
     "wide": ([1024, 4096, 4096, 10], "relu", 256, "ce", 7),
 }
-LOSS_OP = {"mse": "mse", "ce": "softmax_cross_entropy"}
-
-
-def build_graph(sizes, act, loss, name="mlp"):
-    """The benchmark MLP as a graphnet Graph: dense layers named fc0, fc1, ..."""
-    g = gn.Graph(name)
-    h = g.input("x", shape=(sizes[0],))
-    if loss == "mse":
-        y = g.input("y", shape=(sizes[-1],))
-    else:
-        y = g.input("y", shape=(), dtype="int64")
-    for i, units in enumerate(sizes[1:]):
-        h = g.add("dense", h, units=units, name=f"fc{i}")
-        if i < len(sizes) - 2:
-            h = g.add(act, h)
-    g.add(LOSS_OP[loss], h, y, name="loss")
-    g.output(h)
-    return g
-
-
 def has_optimizer(name):
     try:
         gn.optimizer(name)
         return True
     except gn.GraphnetError:
         return False
-
-
-class GraphnetMLP:
-    """graphnet on the same params, data and optimizer as the numpy baseline."""
-
-    def __init__(self, sizes, act, loss, x, y, optimizer="adam", lr=1e-3, seed=0):
-        self.model = gn.Model(build_graph(sizes, act, loss), seed=seed)
-        for i, p in enumerate(init_params(sizes, seed)):
-            self.model.params[f"fc{i // 2}.{'weight' if i % 2 == 0 else 'bias'}"][...] = p
-        self.opt = gn.optimizer(optimizer, lr=lr)
-        self.feeds = {"x": x, "y": y}
-        self.out = self.model.outputs[0]
-
-    def step(self):
-        loss = float(self.model.forward(self.feeds, training=True)["loss"])
-        self.opt.step(self.model.params, self.model.backward())
-        return loss
-
-    def predict(self, x):
-        return self.model.predict({"x": x})[self.out]
 
 
 ENGINES = {"numpy": NumpyMLP, "numpy_min": NumpyFewestCallsMLP, "graphnet": GraphnetMLP,
@@ -311,10 +272,7 @@ def bench_memory(engines, optimizer, steps=50):
     what training added to the RSS after the imports."""
     out = {}
     for e in engines:
-        res = subprocess.run([sys.executable, str(Path(__file__).with_name("rss_child.py")),
-                              e, optimizer, str(steps)],
-                             capture_output=True, text=True, check=True)
-        peak, imported = map(int, res.stdout.split()[-2:])
+        peak, imported = measure_rss(e, optimizer, steps)
         out[e] = {"peak_bytes": peak * 1024, "after_imports_bytes": imported * 1024,
                   "training_bytes": (peak - imported) * 1024}
     base = out["numpy"]

@@ -7,7 +7,10 @@ pays only for what it imports: the numpy baseline never imports graphnet.
 through ``model.fit`` (the one batch as the whole data, unshuffled, one step
 per epoch), so that fit's own imports count too.
 
-    python benchmarks/rss_child.py numpy|graphnet|graphnet_fit [optimizer] [steps]
+``numpy_networkx`` is the numpy loop with NetworkX imported too: the least an engine
+whose models are NetworkX graphs can take.
+
+    python benchmarks/rss_child.py numpy|numpy_networkx|graphnet|graphnet_fit [optimizer] [steps]
 """
 
 import resource
@@ -34,13 +37,15 @@ SIZES, ACT, BATCH, LOSS = [784, 256, 256, 10], "relu", 128, "ce"
 def main(engine, optimizer="adam", steps=50):
     x, y = make_data(SIZES, BATCH, LOSS)
     if engine.startswith("graphnet"):
-        from bench_mlp import GraphnetMLP as MLP
+        from graphnet_mlp import GraphnetMLP as MLP
         import graphnet
         graphnet.plugins.registry()   # the plugins load on first use: count them as imports
         import graphnet.model         # and so does the engine (networkx with it)
         if engine == "graphnet_fit":
             import graphnet.train
     else:
+        if engine == "numpy_networkx":   # the floor of an engine whose model is a NetworkX graph
+            import networkx  # noqa: F401
         MLP = NumpyMLP
     imported = rss_kib("VmRSS")
     with threadpool_limits(1):
@@ -52,6 +57,31 @@ def main(engine, optimizer="adam", steps=50):
             for _ in range(int(steps)):
                 m.step()
     print(rss_kib("VmHWM"), imported)
+
+
+def measure(engine, optimizer="adam", steps=50):
+    """(peak, after-import) KiB of a fresh process training with ``engine``.
+
+    Its modules' bytecode is cached (in the temp dir), as an installed package's is,
+    even where PYTHONDONTWRITEBYTECODE is set: otherwise every run compiles
+    graphnet's source (and the harness's) anew, and the compiler's memory stays in
+    the RSS (2.3 MiB of graphnet's after-import RSS). The first run writes the
+    cache, the second is the one measured."""
+    import subprocess   # here, not at the top: the children measured import this file
+    for _ in range(2):
+        out = subprocess.run([sys.executable, __file__, engine, optimizer, str(steps)],
+                             env=bytecode_env(), capture_output=True, text=True, check=True)
+    peak, imported = map(int, out.stdout.split()[-2:])
+    return peak, imported
+
+
+def bytecode_env():
+    """The environment of a measured child: bytecode written to and read from a cache."""
+    import os
+    import tempfile
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "graphnet-bench-pycache")
+    return env
 
 
 def rss_kib(field):
