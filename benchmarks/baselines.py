@@ -142,6 +142,117 @@ class NumpyMLP:
         return self.forward(x)[1]
 
 
+class NumpyFewestCallsMLP:
+    """The same MLP in the fewest numpy calls we know how to write by hand.
+
+    Every array is preallocated and written with ``out=``; the params and the
+    gradients are views into one flat array each, so that Adam is one pass per
+    operation over all of them; each layer's bias is folded into its weight
+    product (the input gets a column of ones, and since a weight and its bias lie
+    side by side in the flat array, ``[weight; bias]`` is one matrix), so that one
+    product gives the layer's output and one its weight and bias gradients; np.dot
+    is used (a call cheaper than np.matmul on small arrays), softmax cross-entropy
+    is fused, and the first layer computes no input gradient. Nobody trains this
+    way: it measures what the numpy calls of a step cost, the floor of an engine
+    that runs on them.
+    """
+
+    def __init__(self, sizes, act, loss, x, y, optimizer="adam", lr=1e-3, seed=0):
+        params = init_params(sizes, seed)
+        size = sum(p.size for p in params)
+        self.flat, self.gflat = np.empty(size, np.float32), np.zeros(size, np.float32)
+        self.w, self.wb, self.gwb, at = [], [], [], 0
+        for fan_in, units, (w, b) in zip(sizes, sizes[1:], zip(params[::2], params[1::2])):
+            n = (fan_in + 1) * units
+            self.wb.append(self.flat[at:at + n].reshape(fan_in + 1, units))
+            self.gwb.append(self.gflat[at:at + n].reshape(fan_in + 1, units))
+            self.wb[-1][:-1], self.wb[-1][-1] = w, b
+            self.w.append(self.wb[-1][:-1])
+            at += n
+        batch = len(x)
+        self.x, self.y, self.act, self.loss, self.lr = x, y, act, loss, lr
+        self.z = [np.empty((batch, n), np.float32) for n in sizes[1:]]
+        self.h1 = [np.ones((batch, n + 1), np.float32) for n in sizes[:-1]]  # [h, 1]
+        self.h = [a[:, :-1] for a in self.h1]
+        self.dh = [np.empty((batch, n), np.float32) for n in sizes[:-1]]
+        self.tmp = [np.empty((batch, n), np.float32) for n in sizes[:-1]]
+        self.rows = np.arange(batch)
+        self.row = np.empty((batch, 1), np.float32)
+        self.mv = np.zeros((2, size), np.float32)
+        self.buf = np.empty((2, size), np.float32)
+        self.betas = np.array([[0.9], [0.999]], np.float32)
+        self.coefs = np.array([[0.1], [0.001]], np.float32)
+        self.t, self.adam = 0, optimizer == "adam"
+
+    def step(self):
+        z, h1, h, n = self.z, self.h1, self.h, len(self.z)
+        np.copyto(h[0], self.x)            # a new batch comes in every step
+        for i in range(n):
+            np.dot(h1[i], self.wb[i], out=z[i])
+            if i < n - 1:
+                if self.act == "tanh":
+                    np.tanh(z[i], out=h[i + 1])
+                else:
+                    np.maximum(z[i], 0, out=h[i + 1])
+        dz, y = z[-1], self.y
+        if self.loss == "mse":
+            dz -= y
+            loss = float(np.dot(dz.ravel(), dz.ravel())) / dz.size
+            dz *= 2.0 / dz.size
+        else:
+            np.max(dz, axis=1, keepdims=True, out=self.row)
+            dz -= self.row
+            picked = dz[self.rows, y].sum()
+            np.exp(dz, out=dz)
+            np.sum(dz, axis=1, keepdims=True, out=self.row)
+            loss = float(np.log(self.row).sum() - picked) / len(y)
+            dz /= self.row
+            dz[self.rows, y] -= 1
+            dz *= 1.0 / len(y)
+        for i in reversed(range(n)):
+            np.dot(h1[i].T, dz, out=self.gwb[i])
+            if i > 0:
+                dh, t = self.dh[i], self.tmp[i]
+                np.dot(dz, self.w[i].T, out=dh)
+                if self.act == "tanh":
+                    np.multiply(h[i], h[i], out=t)
+                    np.subtract(1, t, out=t)
+                    dh *= t
+                else:
+                    np.greater(h[i], 0, out=t)
+                    dh *= t
+                dz = dh
+        self.update()
+        return loss
+
+    def update(self):
+        mv, buf, g = self.mv, self.buf, self.gflat
+        if not self.adam:
+            np.multiply(g, self.lr, out=buf[0])
+            self.flat -= buf[0]
+            return
+        self.t += 1
+        c2 = math.sqrt(1 - 0.999 ** self.t)
+        mv *= self.betas
+        np.multiply(g, self.coefs, out=buf)
+        buf[1] *= g
+        mv += buf
+        b = buf[0]
+        np.sqrt(mv[1], out=b)
+        b += 1e-8 * c2
+        np.divide(mv[0], b, out=b)
+        b *= self.lr * c2 / (1 - 0.9 ** self.t)
+        self.flat -= b
+
+    def predict(self, x):
+        h = x
+        for i, wb in enumerate(self.wb):
+            h = h @ wb[:-1] + wb[-1]
+            if i < len(self.wb) - 1:
+                h = np.tanh(h) if self.act == "tanh" else np.maximum(h, 0)
+        return h
+
+
 class TorchMLP:
     """The same MLP in PyTorch eager on the CPU, with torch.optim."""
 

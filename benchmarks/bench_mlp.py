@@ -7,13 +7,17 @@ interleaved in one process, round after round, timed by the wall clock with
 BLAS (and XLA) on one thread, so that a noisy shared machine slows them alike;
 the report gives each engine's median time per step and its ratio to the
 numpy baseline. JAX has two columns: ``jax`` reads the loss back every step,
-``jax_device`` leaves it on the device and waits once per round.
+``jax_device`` leaves it on the device and waits once per round. ``numpy_min``
+is the step in the fewest numpy calls we know how to write by hand (see
+baselines.NumpyFewestCallsMLP): what the calls themselves cost, the floor of
+any engine that runs on them.
 
     python benchmarks/bench_mlp.py                      # all four configs
     python benchmarks/bench_mlp.py --configs tiny digits --json out.json
     python benchmarks/bench_mlp.py --threads 4          # BLAS threads (default 1)
     python benchmarks/bench_mlp.py --memory             # peak RSS, mnist-like
     python benchmarks/bench_mlp.py --scaling docs/scaling.png
+    python benchmarks/bench_mlp.py --plot docs/performance_steps.png   # the step times drawn
 
 PyTorch and JAX are used only when importable (never a dependency).
 """
@@ -36,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import graphnet as gn  # noqa: E402
-from baselines import JaxDeviceMLP, JaxMLP, NumpyMLP, TorchMLP, make_data  # noqa: E402
+from baselines import (JaxDeviceMLP, JaxMLP, NumpyFewestCallsMLP, NumpyMLP, TorchMLP,  # noqa: E402
+                       make_data)
 from graphnet_mlp import GraphnetMLP  # noqa: E402
 from rss_child import measure as measure_rss  # noqa: E402
 
@@ -55,7 +60,8 @@ def has_optimizer(name):
         return False
 
 
-ENGINES = {"numpy": NumpyMLP, "graphnet": GraphnetMLP, "torch": TorchMLP, "jax": JaxMLP,
+ENGINES = {"numpy": NumpyMLP, "numpy_min": NumpyFewestCallsMLP, "graphnet": GraphnetMLP,
+           "torch": TorchMLP, "jax": JaxMLP,
            "jax_device": JaxDeviceMLP}
 
 
@@ -132,13 +138,15 @@ def time_interleaved(fns, rounds, min_round_s=0.02, warmup=3, syncs=None):
     return {name: statistics.median(s) for name, s in samples.items()}, samples
 
 
-def check_same_loss(engines):
-    """The engines start from the same params and data: their first losses must agree."""
-    losses = {name: float(e.step()) for name, e in engines.items()}
-    ref = losses["numpy"]
-    for name, value in losses.items():
-        if abs(value - ref) > 1e-3 * max(1.0, abs(ref)):
-            raise SystemExit(f"{name} computes loss {value} but numpy {ref}: not the same model")
+def check_same_loss(engines, steps=3):
+    """The engines start from the same params and data: their losses over the first
+    steps must agree (the later ones only if the gradients and the updates do too)."""
+    losses = {name: [float(e.step()) for _ in range(steps)] for name, e in engines.items()}
+    for k, ref in enumerate(losses["numpy"]):
+        for name, values in losses.items():
+            if abs(values[k] - ref) > 1e-3 * max(1.0, abs(ref)):
+                raise SystemExit(f"{name} computes loss {values[k]} at step {k + 1} but numpy "
+                                 f"{ref}: not the same model")
     return losses
 
 
@@ -338,6 +346,37 @@ def plot_scaling(rows, path):
     print(f"wrote {path}")
 
 
+LABELS = {"numpy": "numpy by hand", "numpy_min": "numpy, fewest calls", "graphnet": "graphnet",
+          "torch": "PyTorch eager", "jax": "JAX jit, loss read every step",
+          "jax_device": "JAX jit, loss on the device"}
+
+
+def plot_steps(steps, path):
+    """Each engine's step time per config, as a multiple of the numpy baseline's (log axis)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    configs = list(steps)
+    engines = list(steps[configs[0]]["median_s"])
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 1.1 * len(configs)))
+    height = 0.8 / len(engines)
+    for k, e in enumerate(engines):
+        ys = [c + (k - (len(engines) - 1) / 2) * height for c in range(len(configs))]
+        ratios = [steps[c]["ratio_to_numpy"][e] for c in configs]
+        ax.barh(ys, ratios, height, label=LABELS.get(e, e), color=f"C{k}")
+        for y, c, r in zip(ys, configs, ratios):
+            ax.text(r * 1.03, y, fmt_time(steps[c]["median_s"][e]), va="center", fontsize=7)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(configs)), [f"{c}\nbatch {steps[c]['batch']}" for c in configs])
+    ax.invert_yaxis()
+    ax.set_xlabel("training step time / numpy by hand (log scale; labels: time per step)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
+
+
 def markdown(results):
     """The step table of a --json file as Markdown (for docs/performance.md)."""
     steps = results["steps"]
@@ -388,6 +427,7 @@ def main(argv=None):
                     help="also time graphnet's forward, backward and update apart")
     ap.add_argument("--scaling", nargs="?", const="", default=None, metavar="PNG",
                     help="also time width and depth sweeps (and plot them to PNG)")
+    ap.add_argument("--plot", metavar="PNG", help="draw the step times per config to PNG")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and sweep points")
     ap.add_argument("--markdown", metavar="JSON", help="print the table of a --json file")
     args = ap.parse_args(argv)
@@ -415,6 +455,8 @@ def main(argv=None):
             results["phases"] = bench_phases(args.configs, optimizer)
         if args.scaling is not None:
             results["scaling"] = bench_scaling(optimizer, args.scaling or None, args.quick)
+    if args.plot:
+        plot_steps(results["steps"], args.plot)
     if args.memory:
         results["memory_rss_bytes"] = bench_memory(["numpy", "graphnet", "graphnet_fit"], optimizer)
     if args.json:

@@ -227,3 +227,23 @@ def test_adam_updates_a_scalar_param_in_place():
         opt.step(p, {"s": np.array(2.0)})
     assert opt.state["s"]["m"] > 0 and opt.state["s"]["v"] > 0
     assert float(p["s"]) == pytest.approx(0.7, abs=1e-6)   # three steps of lr against g > 0
+
+
+def test_dense_products_take_np_dot_where_it_fits_and_np_matmul_elsewhere():
+    """product() is np.dot for 2-d arrays of one dtype into a C-contiguous out, and
+    falls back to np.matmul (which casts) for an out np.dot refuses: same values."""
+    from graphnet.builtin.ops import product
+    rng = np.random.default_rng(0)
+    a = rng.random((5, 3), dtype=np.float32)
+    b = rng.random((3, 4), dtype=np.float32)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    for out in (None, np.empty((5, 4), np.float32), np.empty((5, 4), np.float64),
+                np.empty((4, 5), np.float32).T):
+        got = product(a, b, out)
+        if out is not None:
+            assert got is out
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    ones = np.ones(5, np.float32)
+    np.testing.assert_allclose(product(ones, rng.random((5, 2), dtype=np.float32)).shape, (2,))
+    with pytest.raises(ValueError):
+        product(a, a)

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import FeedError, ShapeError
 from ..ops import Attr, Op
 from ..hookspecs import hookimpl
-from .ops import ones
+from .ops import ones, product
 
 REDUCTION = Attr("mean", "str", choices=("mean", "sum"), doc="mean (default) or sum")
 
@@ -45,7 +45,7 @@ class MSE(Loss):
         return np.asarray(total * ctx.scale, dtype=pred.dtype)
 
     def backward(self, ctx, dy):
-        g = np.multiply(ctx.diff, (2 * ctx.scale * dy).astype(ctx.diff.dtype),
+        g = np.multiply(ctx.diff, 2 * ctx.scale * float(dy),  # a float: the array's dtype
                         out=ctx.scratch("dpred", ctx.diff.shape, ctx.diff.dtype))
         return g, (-g if ctx.needs_grad[1] else None)
 
@@ -118,7 +118,7 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self, ctx, dy):
         """(softmax - onehot) * scale, in one buffer (backward may run twice on one forward)."""
         probs, labels = ctx.probs, ctx.labels
-        scale = (ctx.scale * dy).astype(probs.dtype)
+        scale = ctx.scale * float(dy)   # a Python float keeps probs' dtype, and costs less
         g = np.multiply(probs, scale, out=ctx.scratch("dlogits", probs.shape, probs.dtype))
         if labels.ndim == 1:
             g[ctx.rows, labels] -= scale
@@ -149,7 +149,7 @@ def row_sum(ctx, x):
     than add.reduce over a short last axis)."""
     n, c = x.shape
     out = ctx.scratch("row_sum", (n, 1), x.dtype)
-    np.matmul(x, ones(ctx, c, x.dtype), out=out.reshape(n))
+    product(x, ones(ctx, c, x.dtype), out.reshape(n))
     return out
 
 
@@ -172,7 +172,7 @@ class BinaryCrossEntropy(Loss):
         z, t = ctx.z, ctx.t
         e = np.exp(-np.abs(z))
         sig = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-        scale = (ctx.scale * dy).astype(z.dtype)
+        scale = ctx.scale * float(dy)
         dz = ((sig - t) * scale).astype(z.dtype, copy=False)
         dt = (-z * scale).astype(z.dtype, copy=False) if ctx.needs_grad[1] else None
         return dz, dt

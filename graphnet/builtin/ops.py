@@ -54,7 +54,8 @@ class Dense(Op):
     def forward(self, ctx, x, weight, bias=None):
         ctx.x, ctx.weight = x, weight
         dtype = x.dtype if x.dtype == weight.dtype else np.result_type(x, weight)
-        y = np.matmul(x, weight, out=ctx.scratch("y", x.shape[:-1] + weight.shape[1:], dtype))
+        y = ctx.scratch("y", x.shape[:-1] + weight.shape[1:], dtype)
+        y = product(x, weight, y) if x.ndim == 2 else np.matmul(x, weight, out=y)
         if bias is not None:
             y += bias
         return y
@@ -65,17 +66,15 @@ class Dense(Op):
         if ctx.param_grads:  # write the param gradients where the engine wants them
             out_w = ctx.param_grads[0]
             out_b = ctx.param_grads[1] if len(ctx.param_grads) > 1 else None
-        if x.ndim == 2:
-            dw = np.matmul(x.T, dy, out=out_w)
-        else:
+        if x.ndim != 2:
             x, dy = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
-            dw = np.matmul(x.T, dy, out=out_w)
+        dw = product(x.T, dy, out_w)
         db = None
         if len(ctx.needs_grad) == 3:   # ones @ dy: BLAS sums the batch faster than add.reduce
-            db = np.matmul(ones(ctx, dy.shape[0], dy.dtype), dy, out=out_b)
+            db = product(ones(ctx, dy.shape[0], dy.dtype), dy, out_b)
         dx = None
         if ctx.needs_grad[0]:  # not for a first layer, whose input is data
-            dx = np.matmul(dy, w.T, out=ctx.scratch("dx", x.shape, dw.dtype))
+            dx = product(dy, w.T, ctx.scratch("dx", x.shape, dw.dtype))
             dx = dx.reshape(ctx.x.shape)
         return (dx, dw, db) if len(ctx.needs_grad) == 3 else (dx, dw)
 
@@ -128,6 +127,18 @@ class DenseActivation:
             dz = self.activation.backward_into(ctx.z, ctx.y, dy, dz)
         ctx.dz = dz
         return self.dense.backward(ctx, dz)
+
+
+def product(a, b, out=None):
+    """The matrix product of 1-d or 2-d ``a`` and 2-d ``b``, into ``out`` if given.
+
+    np.dot costs about 0.5 us less a call than np.matmul on small arrays (and much
+    less for an inner size of 1); it takes ``out`` only when it is C-contiguous and
+    of the product's dtype, so np.matmul, which casts, does the other cases."""
+    try:
+        return np.dot(a, b, out=out)
+    except ValueError:
+        return np.matmul(a, b, out=out)
 
 
 def ones(ctx, n, dtype):
