@@ -1,6 +1,6 @@
 """The fit loop against a bare forward/backward/step loop over the same batches.
 
-    python benchmarks/bench_fit.py [--rounds 41] [--epochs 5]
+    python benchmarks/bench_fit.py [--rounds 41] [--epochs 5] [--beside CHECKOUT]
 
 The bare loop is what a user writes by hand: every epoch one permutation of
 the samples from the generator fit uses (``seed=0``), the data taken in that
@@ -18,7 +18,9 @@ round after round (the first rotating), each round one fit call of
 ``--epochs`` epochs (its setup included) per variant; the report is the
 median per batch and the median over the rounds of the ratio to the bare
 loop of the same round. The variants switch fit's
-extras off one at a time to show where the overhead goes.
+extras off one at a time to show where the overhead goes; ``--beside CHECKOUT``
+adds the fit loop of another checkout (its graphnet/train.py on this engine),
+for a before and after in one run.
 
 ``--instructions`` counts instead what the machine's load cannot change: the
 instructions executed (valgrind's callgrind, when installed) by the bare loop
@@ -28,6 +30,7 @@ epochs (after the same warm-up); the difference is 5 epochs' worth. Slow
 """
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -105,11 +108,22 @@ def bare_accuracy(model, data, batch_size, epochs, seed=0):
     return opt.step_count
 
 
-def fitted(model, data, batch_size, epochs, **kw):
+def fitted(model, data, batch_size, epochs, train=None, **kw):
+    """fit, or ``train.fit`` of another checkout's fit loop (``--beside``) on this engine."""
     opt = gn.optimizer("adam", lr=1e-3)
-    model.fit(data, optimizer=opt, epochs=epochs, batch_size=batch_size, progress=False,
-              seed=0, **kw)
+    fit = model.fit if train is None else (lambda data, **k: train.fit(model, data, **k))
+    fit(data, optimizer=opt, epochs=epochs, batch_size=batch_size, progress=False, seed=0, **kw)
     return opt.step_count
+
+
+def train_module(checkout):
+    """graphnet/train.py of another checkout, loaded beside this one's (same engine), so that
+    two fit loops are timed in one process."""
+    path = Path(checkout) / "graphnet" / "train.py"
+    spec = importlib.util.spec_from_file_location("graphnet.train_beside", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def check_same(graph, data, batch_size):
@@ -121,7 +135,7 @@ def check_same(graph, data, batch_size):
         raise SystemExit("fit and the bare loop trained different params: not the same batches")
 
 
-def measure(graph, data, batch_size, epochs, rounds):
+def measure(graph, data, batch_size, epochs, rounds, beside=None):
     """Per variant: the median seconds per batch, and the median over the rounds of its
     ratio to the bare loop of the same round (which a change of load between rounds
     leaves alone)."""
@@ -129,6 +143,9 @@ def measure(graph, data, batch_size, epochs, rounds):
             "bare + loss, accuracy": lambda m: bare_accuracy(m, data, batch_size, epochs)}
     for label, kw in VARIANTS:
         runs[label] = lambda m, kw=kw: fitted(m, data, batch_size, epochs, **kw)
+    if beside is not None:
+        runs["fit (defaults), --beside"] = lambda m: fitted(m, data, batch_size, epochs,
+                                                            train=beside)
     times = {label: [] for label in runs}
     names = list(runs)
     for r in range(rounds + 1):
@@ -180,6 +197,9 @@ def main(argv=None):
                         help="how many of the configs to run, the digits target first")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions with callgrind instead of timing")
+    parser.add_argument("--beside", metavar="CHECKOUT",
+                        help="also time the fit loop of another checkout's graphnet/train.py "
+                             "(e.g. the code before a change) on this engine")
     parser.add_argument("--once", nargs=2, metavar=("VARIANT", "EPOCHS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.instructions:
@@ -197,7 +217,8 @@ def main(argv=None):
         graph = digits_mlp(hidden)
         check_same(graph, data, batch_size)
         epochs = 1 if batch_size == 1 else args.epochs
-        result, ratios, against = measure(graph, data, batch_size, epochs, args.rounds)
+        result, ratios, against = measure(graph, data, batch_size, epochs, args.rounds,
+                                          args.beside and train_module(args.beside))
         print(f"\n64-{hidden}-10 MLP, batch_size={batch_size}")
         print(f"  {'bare forward/backward/step':26s} {result['bare'] * 1e6:8.1f}")
         for label, t in result.items():

@@ -94,6 +94,32 @@ print(json.dumps([rss() - before, sorted(cost.items(), key=lambda kv: -kv[1])]))
 """
 
 
+# the modules from outside NetworkX that `import networkx` adds (numpy and the rest of
+# the path before it imported), then their RSS apart from NetworkX's own modules
+OUTSIDE = r"""
+import json, sys
+import numpy, threadpoolctl, baselines, pluggy, importlib.metadata
+before = set(sys.modules)
+import networkx
+print(json.dumps(sorted(m for m in set(sys.modules) - before
+                        if m.split(".")[0] != "networkx" and not m.startswith("_"))))
+"""
+SPLIT = r"""
+import json
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+import numpy, threadpoolctl, baselines, pluggy, importlib.metadata
+base = rss()
+for m in {modules!r}:
+    __import__(m)
+outside = rss()
+import networkx
+print(json.dumps([outside - base, rss() - outside]))
+"""
+
+
 def run(code):
     """The child's printed result; its second run, once the first has cached the bytecode
     (as rss_child.measure does)."""
@@ -122,6 +148,11 @@ def main():
     for name, cost in parts:
         if cost >= 0.1 * 2**20:
             print(f"  {name:44s} +{cost / 2**20:5.1f} MiB")
+    modules = run(OUTSIDE)
+    outside, own = run(SPLIT.format(modules=modules))
+    print(f"networkx: +{outside / 2**20:.1f} MiB for the modules from outside it that it "
+          f"imports ({', '.join(m for m in modules if '.' not in m)}), "
+          f"+{own / 2**20:.1f} MiB for its own")
     table(PATH + NOT_ON_PATH, "\nnot on that path (each on top of the path and the ones before):",
           shown=len(PATH))
     print("\npeak RSS training mnist-like (rss_child.py), and the RSS after its imports:")
