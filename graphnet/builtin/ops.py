@@ -345,12 +345,17 @@ class Dropout(Op):
         if not ctx.training or rate == 0:
             ctx.mask = None
             return x
-        keep = ctx.rng.random(x.shape) >= rate
-        ctx.mask = keep.astype(x.dtype) / x.dtype.type(1 - rate)
-        return x * ctx.mask
+        # uniforms of the model's dtype (a float32 model draws half the bits), turned
+        # in place into the mask: 1 / (1 - rate) where kept, 0 where dropped
+        mask = ctx.rng.random(x.shape, dtype=x.dtype, out=ctx.scratch("mask", x.shape, x.dtype))
+        np.greater_equal(mask, rate, out=mask)
+        ctx.mask = np.divide(mask, 1 - rate, out=mask)
+        return np.multiply(x, mask, out=ctx.scratch("y", x.shape, x.dtype))
 
     def backward(self, ctx, dy):
-        return (dy if ctx.mask is None else dy * ctx.mask,)
+        if ctx.mask is None:
+            return (dy,)
+        return (np.multiply(dy, ctx.mask, out=ctx.scratch("dx", dy.shape, dy.dtype)),)
 
     def to_onnx(self, b, x):  # the identity at inference, kept so that rate survives
         return b.op("Dropout", x, b.const(np.array(b.attrs["rate"], b.dtype)))
