@@ -367,6 +367,10 @@ def plot_steps(steps, path):
         for y, c, r in zip(ys, configs, ratios):
             ax.text(r * 1.03, y, fmt_time(steps[c]["median_s"][e]), va="center", fontsize=7)
     ax.set_xscale("log")
+    ticks = [t for t in (0.25, 0.5, 1, 2, 4, 8, 16) if t <= 2 * max(
+        r for c in configs for r in steps[c]["ratio_to_numpy"].values())]
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axvline(1.0, color="grey", lw=0.8)
     ax.set_yticks(range(len(configs)), [f"{c}\nbatch {steps[c]['batch']}" for c in configs])
     ax.invert_yaxis()
