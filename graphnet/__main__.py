@@ -11,7 +11,8 @@ import sys
 def main():
     """The ``graphnet`` command's entry point."""
     try:
-        from .errors import Terminated, on_sigterm
+        from .errors import on_sigint, on_sigterm
+        on_sigint()
         on_sigterm()
         from .cli import main as run
         return run()

@@ -21,7 +21,8 @@ import warnings
 
 import numpy as np
 
-from .errors import DataError, GraphnetError, Terminated, on_sigterm, one_line
+from .errors import (DataError, GraphnetError, Terminated, interrupt_seen, on_sigterm,
+                     one_line)
 from .util import atomic_write
 
 PROG = "graphnet"
@@ -282,6 +283,7 @@ def cmd_sweep(args):
                      sys.stderr.isatty(), log=say, checkpoint_every=args.checkpoint_every,
                      **settings)
     except KeyboardInterrupt:
+        interrupt_seen()
         print(f"{PROG}: interrupted; run the same command again to train what is left",
               file=sys.stderr)
         return 130
@@ -592,6 +594,7 @@ def _run(argv, debug):
                      f"or data file")
         return EXIT_USAGE
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        interrupt_seen()
         terminated = isinstance(exc, Terminated)
         print(f"{PROG}: interrupted{' (SIGTERM)' if terminated else ''}", file=sys.stderr)
         return 143 if terminated else 130

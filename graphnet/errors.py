@@ -78,14 +78,54 @@ class Terminated(KeyboardInterrupt):
     half-written checkpoint is removed, the previous one stays whole); exit code 143."""
 
 
+_pending = []   # interrupts raised by the handlers below, until one is seen to end a command
+
+
+def _raiser(exc_type):
+    def stop(signum, frame):
+        _pending.append(exc_type)
+        raise exc_type()
+    return stop
+
+
 def on_sigterm():
     """Make SIGTERM raise Terminated in the main thread; return the previous handler."""
     import signal
+    return signal.signal(signal.SIGTERM, _raiser(Terminated))
 
-    def stop(signum, frame):
-        raise Terminated()
 
-    return signal.signal(signal.SIGTERM, stop)
+def on_sigint():
+    """Make Ctrl-C raise KeyboardInterrupt as Python does, and remember it.
+
+    Python drops an exception raised inside a weakref callback, printing "Exception
+    ignored" (the import system's module locks have such a callback), so a Ctrl-C
+    that lands there is lost and the command runs on. With this handler the
+    interrupt is remembered and ``raise_if_interrupted`` raises it again (fit does
+    before each epoch); the dropped one is not printed. For the command line."""
+    import signal
+    import sys
+
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default(unraisable)
+
+    sys.unraisablehook = hook
+    return signal.signal(signal.SIGINT, _raiser(KeyboardInterrupt))
+
+
+def raise_if_interrupted():
+    """Raise again an interrupt the handlers above raised where Python dropped it."""
+    if _pending:
+        exc_type = _pending[-1]
+        _pending.clear()
+        raise exc_type()
+
+
+def interrupt_seen():
+    """An interrupt ended the command as it should: nothing is left to raise again."""
+    _pending.clear()
 
 
 def did_you_mean(name, choices):

@@ -38,7 +38,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .errors import (CheckpointError, DataError, FeedError, GraphnetError, TrainingError,
-                     did_you_mean)
+                     did_you_mean, raise_if_interrupted)
 from .history import History
 from .optim import Optimizer
 from .plugins import optimizer as make_optimizer
@@ -279,6 +279,7 @@ def fit(model, data, optimizer=None, epochs=1, batch_size=32, shuffle=True, vali
         cb.on_train_begin(run)
     try:
         for epoch in range(start, epochs):
+            raise_if_interrupted()   # a Ctrl-C that Python dropped (see errors.on_sigint)
             run.epoch, run.batch = epoch + 1, 0
             t0 = time.perf_counter()
             for cb in callbacks:

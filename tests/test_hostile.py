@@ -665,3 +665,48 @@ def test_strict_mode_makes_each_broken_plugin_an_error(tmp_path, monkeypatch, di
             gn.Model(gn.Graph.from_json(str(tiny_json(tmp_path))))
     finally:
         plugins.reset()
+
+
+DROPPED_CTRL_C = """
+import os, signal, sys, weakref
+import numpy as np
+import graphnet as gn
+from graphnet.errors import on_sigint
+if sys.argv[1] == "handled":
+    on_sigint()
+class Held:
+    pass
+held = Held()
+def callback(ref):
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(100):   # the Python handler runs here, inside the callback
+        pass
+ref = weakref.ref(held, callback)
+del held                   # Python drops what the callback raised
+g = gn.Graph("tiny")
+y = g.add("dense", g.input("x", (2,)), units=1, name="y")
+g.add("mse", y, g.input("t", (1,)), name="loss")
+g.output(y)
+model = gn.Model(g)
+before = model.params.flat.copy()
+try:
+    model.fit({"x": np.ones((8, 2)), "t": np.ones((8, 1))}, epochs=3, progress=False)
+    print("trained", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", np.array_equal(model.params.flat, before), flush=True)
+"""
+
+
+def test_a_ctrl_c_python_drops_in_a_weakref_callback_still_stops_training(tmp_path):
+    """Python drops a KeyboardInterrupt raised inside a weakref callback (the import
+    system's module locks have one, so a Ctrl-C early in a command could be lost and the
+    command train to its end). The command's handler remembers it and fit raises it again
+    before its first epoch, without the "Exception ignored" noise."""
+    script = tmp_path / "dropped.py"
+    script.write_text(DROPPED_CTRL_C)
+    runs = {how: subprocess.run([sys.executable, str(script), how], capture_output=True,
+                                text=True, timeout=60) for how in ("plain", "handled")}
+    assert runs["plain"].stdout.strip() == "trained"                 # Python's own handler
+    assert "Exception ignored" in runs["plain"].stderr
+    assert runs["handled"].stdout.strip() == "interrupted True", runs["handled"]
+    assert runs["handled"].stderr == ""
