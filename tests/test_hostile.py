@@ -668,7 +668,7 @@ def test_strict_mode_makes_each_broken_plugin_an_error(tmp_path, monkeypatch, di
 
 
 DROPPED_CTRL_C = """
-import os, signal, sys, weakref
+import signal, sys, weakref
 import numpy as np
 import graphnet as gn
 from graphnet.errors import on_sigint
@@ -678,8 +678,8 @@ class Held:
     pass
 held = Held()
 def callback(ref):
-    os.kill(os.getpid(), signal.SIGINT)
-    for _ in range(100):   # the Python handler runs here, inside the callback
+    signal.raise_signal(signal.SIGINT)   # to this thread: its C handler runs at once
+    for _ in range(1000):  # and the Python handler here, inside the callback
         pass
 ref = weakref.ref(held, callback)
 del held                   # Python drops what the callback raised
