@@ -446,15 +446,6 @@ def _finite(a):
     return math.isfinite(np.add.reduce(a, axis=None)) or bool(np.isfinite(a).all())
 
 
-def _all_finite(grads):
-    """True if every gradient is finite: one pass over the flat array while it holds
-    them all, else param by param."""
-    flat = getattr(grads, "flat", None)
-    if flat is not None and grads.intact():
-        return _flat_finite(flat)
-    return all(_finite(g) for g in grads.values())
-
-
 def _flat_finite(flat):
     """The guard's per-batch check of every gradient (fit's come from backward(out=),
     always whole): the dot product of the flat gradient with itself, one BLAS pass (a NaN
