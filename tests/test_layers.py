@@ -64,8 +64,12 @@ def test_conv2d_of_a_hand_computed_case():
     assert y.tolist() == [[[[0.0, 3.0], [9.0, 24.0]]]]   # corner windows half in the zeros
 
 
-@pytest.mark.parametrize("k, stride, pad", [(3, 1, 0), (3, 2, 1), (2, 3, 2), (1, 1, 0)])
+@pytest.mark.parametrize("k, stride, pad", [(3, 1, 0), (3, 2, 1), (2, 3, 2), (1, 1, 0),
+                                            (2, 4, 3), (3, 1, 4)])
 def test_conv2d_matches_its_definition(k, stride, pad):
+    """(2, 4, 3): a stride above the kernel, the windows at both ends partly in the
+    padding (rows -3, 1, 5); (3, 1, 4): padding wider than the kernel, whole windows
+    of zeros."""
     rng = np.random.default_rng(k * 10 + stride)
     x, w, b = rng.normal(size=(2, 3, 7, 6)), rng.normal(size=(4, 3, k, k)), rng.normal(size=4)
     model, y = run("conv2d", x, {"filters": 4, "kernel_size": k, "stride": stride,
@@ -97,9 +101,13 @@ def test_conv2d_over_batches_of_other_sizes_in_turn():
     ((2, 8, 8), {"filters": 2, "kernel_size": 2, "stride": 2}),
     ((2, 5, 5), {"filters": 3, "kernel_size": 3, "padding": 1}),
     ((2, 5, 5), {"filters": 2, "kernel_size": 3, "stride": 2, "padding": 1,
-                 "use_bias": False})])
+                 "use_bias": False}),
+    ((2, 2, 3), {"filters": 2, "kernel_size": 2, "stride": 3, "padding": 2}),
+    ((1, 3, 3), {"filters": 2, "kernel_size": 3, "padding": 3})])
 def test_conv2d_gradcheck_over_several_blocks_of_samples(shape, attrs):
-    """Batches of 11, with and without bias, padding and stride."""
+    """Batches of 11, with and without bias, padding and stride; (2, 2, 3) with a kernel
+    row in the padding for every window (rows at -2 and 1: offset 1 reads -1 and 2);
+    padding wider than the kernel."""
     report = check_op("conv2d", [shape], attrs, batch=11)
     assert report.ok and report.max_error < 1e-6, str(report)
 

@@ -22,7 +22,10 @@ def relu_grad(x, y):
 
 
 def relu_into(x, out):
-    return np.maximum(x, 0, out=out)
+    # the maximum against zeros in ``out`` itself: numpy's maximum with a scalar takes a
+    # loop that is about twice slower than the fill and the array-array loop together
+    out.fill(0)
+    return np.maximum(x, out, out=out)
 
 
 def relu_backward_into(x, y, dy, out):

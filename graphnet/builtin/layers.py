@@ -2,10 +2,10 @@
 
 Per-sample layouts are channels-first, as in PyTorch: an image is (C, H, W)
 and a conv2d weight is (filters, C, k, k). Convolution is im2col: the
-windows of the padded input copied into a matrix and one matrix product;
-its backward spreads the window gradients back. Both, and pooling, walk the
-k * k kernel offsets, each a strided view of the whole batch: never a
-Python loop over output positions.
+windows of the input copied into a matrix (the padding's zeros set once)
+and one matrix product; its backward spreads the window gradients back.
+Both, and pooling, walk the k * k kernel offsets, each a strided view of
+the whole batch: never a Python loop over output positions.
 
 Inside, convolution, pooling and batch norm compute on (C, H, W, N) arrays,
 the samples axis last, and hand their outputs and input gradients on as
@@ -46,6 +46,17 @@ def _at_offsets(a, k, stride, ho, wo):
                           j:j + stride * (wo - 1) + 1:stride]
 
 
+_vecdot = getattr(np, "vecdot", None)     # numpy 2
+
+
+def _row_dots(a, b):
+    """The dot product of each row of ``a`` with the same row of ``b`` (2-d), in one pass
+    and no array of their size (a product then a sum would write and read one)."""
+    if _vecdot is not None:
+        return _vecdot(a, b)
+    return np.einsum("ij,ij->i", a, b)
+
+
 def _batch_last(x):
     """The (C, H, W, N) view of an (N, C, H, W) batch: the layout convolution, pooling
     and batch norm compute in, and hand on (as the view ``_batch_first`` makes)."""
@@ -80,11 +91,12 @@ def _prepared(ctx, key, shape, dtype, prepare):
 class Conv2d(Op):
     """2-d convolution (cross-correlation, as torch.nn.Conv2d) of (C, H, W) images.
 
-    im2col with the batch as the last axis: the padded input is kept as (C,
-    Hp, Wp, N), so the values at one kernel offset of every window of every
-    sample are a strided view whose rows run over whole rows of N-sample
-    columns (long contiguous copies even for 4x4 images). The k * k views
-    fill a (C k k, Ho Wo N) matrix and one matrix product with the weight
+    im2col with the batch as the last axis: read as (C, H, W, N), the values
+    at one kernel offset of every window of every sample are a strided view
+    whose rows run over whole rows of N-sample columns (long contiguous
+    copies even for 4x4 images). The k * k views fill a (C k k, Ho Wo N)
+    matrix, whose entries in the padding stay the zeros they were made
+    with, and one matrix product with the weight
     gives every output as (filters, Ho, Wo, N). That array is handed on as
     an (N, filters, Ho, Wo) view, which batch norm, pooling and convolution
     here read without a copy (``_batch_last``), so the samples axis moves
@@ -122,36 +134,66 @@ class Conv2d(Op):
                     strides=[st, st], pads=[p, p, p, p])
 
     @staticmethod
-    def _windows(ctx, a):
-        """The (i, j, view) of ``a`` (C, Hp, Wp, N) at each kernel offset."""
-        _, ho, wo = ctx.output_shape
-        return _at_offsets(a, ctx.attrs["kernel_size"], ctx.attrs["stride"], ho, wo)
+    def _regions(ctx, h, w):
+        """Per kernel offset (i, j, input rows, input cols, output rows, output cols): the
+        windows whose value at that offset lies inside the image (not in the padding),
+        and where in the image those values are. Made once per input shape."""
+        key = (h, w)
+        got = getattr(ctx, "regions", None)
+        if got is None or got[0] != key:
+            _, ho, wo = ctx.output_shape
+            k, s, p = ctx.attrs["kernel_size"], ctx.attrs["stride"], ctx.attrs["padding"]
+
+            def span(i, size, out):
+                # output positions o with 0 <= s o + i - p < size, and the inputs they read
+                lo = max(0, -(-(p - i) // s))
+                hi = min(out, (size - 1 + p - i) // s + 1)
+                if hi <= lo:
+                    return None     # every window has this offset in the padding
+                return (slice(s * lo + i - p, s * (hi - 1) + i - p + 1, s), slice(lo, hi),
+                        hi - lo == out)
+
+            regions = []
+            for i in range(k):
+                rows = span(i, h, ho)
+                for j in range(k):
+                    cols = span(j, w, wo)
+                    if rows and cols:
+                        whole = rows[2] and cols[2] and s == 1 and ho == h and wo == w
+                        regions.append((i, j, rows[0], cols[0], rows[1], cols[1], whole))
+            got = ctx.regions = (key, regions)
+        return got[1]
 
     def forward(self, ctx, x, weight, bias=None):
         n, c, h, w = x.shape
         f, ho, wo = ctx.output_shape
-        k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
+        k = ctx.attrs["kernel_size"]
         r = c * k * k
-        xp = _prepared(ctx, "xp", (c, h + 2 * p, w + 2 * p, n), x.dtype, lambda a: a.fill(0))
-        np.copyto(xp[:, p:p + h, p:p + w], _batch_last(x))
-        # rows (channel, kernel row, kernel col) and a row of ones that meets the bias
+        # rows (channel, kernel row, kernel col), and a row of ones that meets the bias;
+        # the padding's zeros are set once and never written: each kernel offset copies
+        # only the windows whose value lies inside the image
         cols = _prepared(ctx, "cols", (r + (bias is not None), ho * wo * n), x.dtype,
-                         lambda a: a[r:].fill(1))
+                         lambda a: (a[:r].fill(0), a[r:].fill(1)))
         windows = cols[:r].reshape(c, k, k, ho, wo, n)
-        for i, j, view in self._windows(ctx, xp):
-            np.copyto(windows[:, i, j], view)
-        wmat = ctx.scratch("wmat", (f, len(cols)), x.dtype)
-        wmat[:, :r] = weight.reshape(f, r)
+        # samples last (a view after a layer here; a batch from elsewhere is copied once
+        # here rather than gathered sample by sample k * k times below)
+        xb = _contiguous(ctx, "xb", _batch_last(x))
+        for i, j, ih, iw, oh, ow, _ in self._regions(ctx, h, w):
+            np.copyto(windows[:, i, j, oh, ow], xb[:, ih, iw])
+        # the weight as (C k k + 1, filters): BLAS runs this product faster than with the
+        # (filters, C k k + 1) layout
+        wmat = ctx.scratch("wmat", (len(cols), f), x.dtype)
+        np.copyto(wmat[:r], weight.reshape(f, r).T)
         if bias is not None:
-            wmat[:, r] = bias
-        y = np.matmul(wmat, cols, out=ctx.scratch("y", (f, ho * wo * n), x.dtype))
+            wmat[r] = bias
+        y = np.matmul(wmat.T, cols, out=ctx.scratch("y", (f, ho * wo * n), x.dtype))
         ctx.cols, ctx.wmat, ctx.xshape = cols, wmat, x.shape
         return _batch_first(y.reshape(f, ho, wo, n))
 
     def backward(self, ctx, dy):
         n, c, h, w = ctx.xshape
         f, ho, wo = ctx.output_shape
-        k, p = ctx.attrs["kernel_size"], ctx.attrs["padding"]
+        k = ctx.attrs["kernel_size"]
         r = c * k * k
         dymat = _contiguous(ctx, "dyt", _batch_last(dy)).reshape(f, -1)
         # (C k k + 1, filters), the last row the bias's: BLAS is faster with the long
@@ -168,17 +210,26 @@ class Conv2d(Op):
             # one kernel offset at a time: its (C, filters) slice of the weight times dy,
             # added back where the windows' values came from. Small products whose
             # result is still in cache when added beat one (C k k, Ho Wo N) product
-            # written out whole and read back (about 1.5x here).
+            # written out whole and read back (about 1.5x here). An offset whose windows
+            # cover the whole image (the centre of a "same" convolution) writes dx first.
             wt = ctx.scratch("wt", (k * k, c, f), dy.dtype)
-            np.copyto(wt.reshape(k, k, c, f), ctx.wmat[:, :r].reshape(f, c, k, k)
-                      .transpose(2, 3, 1, 0))
+            np.copyto(wt.reshape(k, k, c, f), ctx.wmat[:r].reshape(c, k, k, f)
+                      .transpose(1, 2, 0, 3))
+            dx = ctx.scratch("dx", (c, h, w, n), dy.dtype)
+            regions = self._regions(ctx, h, w)
+            first = next((reg for reg in regions if reg[6]), None)
+            if first is None:
+                dx.fill(0)
+            else:
+                np.matmul(wt[first[0] * k + first[1]], dymat, out=dx.reshape(c, -1))
             part = ctx.scratch("part", (c, dymat.shape[1]), dy.dtype)
-            dxp = ctx.scratch("dxp", (c, h + 2 * p, w + 2 * p, n), dy.dtype)
-            dxp.fill(0)
-            for i, j, view in self._windows(ctx, dxp):
-                np.matmul(wt[i * k + j], dymat, out=part)
-                view += part.reshape(c, ho, wo, n)
-            grads[0] = _batch_first(dxp[:, p:p + h, p:p + w])
+            windows = part.reshape(c, ho, wo, n)
+            for reg in regions:
+                if reg is not first:
+                    i, j, ih, iw, oh, ow, _ = reg
+                    np.matmul(wt[i * k + j], dymat, out=part)
+                    dx[:, ih, iw] += windows[:, oh, ow]
+            grads[0] = _batch_first(dx)
         return tuple(grads)
 
 
@@ -341,7 +392,8 @@ class BatchNorm(Op):
     Computed as one row per feature, the batch last ((C, H W N) for images:
     the layout Conv2d hands on, read without a copy); each sum over a
     feature's values is a matrix-vector product with a vector of ones, which
-    BLAS runs faster than numpy's reductions.
+    BLAS runs faster than numpy's reductions, and each sum of products a row's
+    dot product.
     """
 
     name = "batch_norm"
@@ -385,7 +437,7 @@ class BatchNorm(Op):
             ones_ = ones(ctx, count, x.dtype)
             mean = (rows @ ones_) / dt(count)
             np.subtract(rows, mean[:, None], out=centred)
-            var = (np.multiply(centred, centred, out=out) @ ones_) / dt(count)
+            var = _row_dots(centred, centred) / dt(count)
             m = dt(ctx.attrs["momentum"])
             run_mean, run_var = ctx.buffers["running_mean"], ctx.buffers["running_var"]
             run_mean *= m
@@ -414,7 +466,7 @@ class BatchNorm(Op):
         ones_ = ones(ctx, count, dy.dtype)
         dbeta = rows @ ones_
         dx = ctx.scratch("dx", centred.shape, dy.dtype)
-        dgamma = (np.multiply(rows, centred, out=dx) @ ones_) * inv    # sum of dy * xhat
+        dgamma = _row_dots(rows, centred) * inv    # the sum of dy * xhat
         if not ctx.needs_grad[0]:
             return None, dgamma, dbeta
         if ctx.batch_stats:   # the batch's mean and variance depend on x too:
