@@ -281,6 +281,18 @@ def test_batch_norm_gradcheck_in_training_mode():
         assert report.ok and "node.running_mean" in report.buffers, str(report)
 
 
+def test_batch_norm_on_numpy_without_vecdot(monkeypatch):
+    """numpy before 2.0 has no vecdot: batch norm's row dot products fall back to einsum,
+    with the same values and gradients."""
+    from graphnet.builtin import layers
+    assert layers._vecdot is not None      # this numpy has it: the fallback is switched in
+    monkeypatch.setattr(layers, "_vecdot", None)
+    report = check_op("batch_norm", [(2, 3, 3)], {}, batch=5, training=True)
+    assert report.ok, str(report)
+    rows = np.random.default_rng(0).normal(size=(3, 7))
+    np.testing.assert_allclose(layers._row_dots(rows, rows), (rows * rows).sum(axis=1))
+
+
 # --- PyTorch as an independent reference, where it is installed ---------------------------
 def test_against_pytorch():
     torch = pytest.importorskip("torch")

@@ -22,8 +22,8 @@ def relu_grad(x, y):
 
 
 def relu_into(x, out):
-    # the maximum against zeros in ``out`` itself: numpy's maximum with a scalar takes a
-    # loop that is about twice slower than the fill and the array-array loop together
+    # the maximum against zeros in ``out`` itself: numpy's maximum with a scalar runs a
+    # loop about twice as slow as the fill and the array-array loop together
     out.fill(0)
     return np.maximum(x, out, out=out)
 
