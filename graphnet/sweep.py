@@ -42,6 +42,7 @@ import sys
 import time
 from typing import NamedTuple
 
+from .callbacks import Callback
 from .errors import GraphnetError, Terminated, did_you_mean, one_line
 from .runs import parse_value, read_json, resolve, train_run, write_json
 from .util import atomic_write
@@ -52,6 +53,7 @@ SCORES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds
 RETRIES = 3          # fresh process pools after workers died, before a cell is given up
 ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 STOP_SECONDS = 10   # for a stopped worker to save its cell and exit, before it is killed
+STOP_FILE = ".stop"  # in a sweep's folder while a stopped sweep waits for its cells to save
 
 
 class SweepError(GraphnetError):
@@ -114,9 +116,11 @@ def sweep(model, grid, *, executor=None, out=None, workers=None, scheduler=None,
         say(_cell_line(rows[index], len(rows), len(cells)))
         write_results(out, [rows[i] for i in sorted(rows)], list(grid))
 
-    map_cells(_train_cell, [(model, settings) for _, _, _, settings in todo],
-              executor=executor, workers=workers, scheduler=scheduler, progress=progress,
-              desc="sweep", on_result=finished)
+    stop = os.path.join(out, STOP_FILE)
+    _remove(stop)                   # left by a sweep that was stopped before this one
+    _map_cells(_train_cell, [(model, settings, stop) for _, _, _, settings in todo],
+               executor=executor, workers=workers, scheduler=scheduler, progress=progress,
+               desc="sweep", on_result=finished, stop=stop)
     table = [rows[i] for i in range(len(cells))]
     write_results(out, table, list(grid))
     plot_sweep(table, list(grid), os.path.join(out, "sweep.png"))
@@ -145,26 +149,41 @@ def map_cells(fn, cells, *, executor=None, workers=None, scheduler=None, progres
     A cell that raises is an Outcome with its error and the others go on. A
     worker process that dies has its cells run again in a fresh pool (up to
     RETRIES times), so fn must be safe to run again. Ctrl-C ends the workers
-    (a cell in ``fit`` saves its finished epochs first) and raises
-    KeyboardInterrupt here.
+    (a process pool's cell in ``fit`` saves its finished epochs first; one in
+    a dask worker's thread cannot be interrupted: it runs on, or ends with
+    its worker when a local cluster closes; ``sweep``'s own cells stop by
+    themselves) and raises KeyboardInterrupt here.
 
     >>> import math
     >>> map_cells(math.sqrt, [4, -1], executor="serial")
     [Outcome(value=2.0, error=None), Outcome(value=None, error='ValueError: math domain error')]
     """
+    return _map_cells(fn, cells, executor=executor, workers=workers, scheduler=scheduler,
+                      progress=progress, desc=desc, on_result=on_result)
+
+
+def _map_cells(fn, cells, *, executor, workers, scheduler, progress, desc, on_result,
+               stop=None):
+    """map_cells; ``stop``: a file that Ctrl-C creates for cells that no signal reaches
+    (dask's, a given executor's), which then wait up to STOP_SECONDS to end by themselves
+    (sweep's cells look for it before each epoch and save their finished ones)."""
     if not callable(fn):
         raise SweepError(f"map_cells needs a function to call with each cell, got {fn!r}")
     cells = list(cells)
     outcomes = [None] * len(cells)
     bar = _bar(progress, len(cells), desc)
     try:
-        with _executor(executor, workers, scheduler, len(cells)) as run:
-            for index, outcome in run(fn, list(enumerate(cells))):
-                outcomes[index] = outcome
-                if bar is not None:
-                    bar.update(1)
-                if on_result is not None:
-                    on_result(index, outcome)
+        with _executor(executor, workers, scheduler, len(cells), stop) as run:
+            finishing = run(fn, list(enumerate(cells)))
+            try:
+                for index, outcome in finishing:
+                    outcomes[index] = outcome
+                    if bar is not None:
+                        bar.update(1)
+                    if on_result is not None:
+                        on_result(index, outcome)
+            finally:   # a Ctrl-C here too stops the cells before their executor closes
+                finishing.close()
     finally:
         if bar is not None:
             bar.close()
@@ -180,9 +199,29 @@ class Outcome(NamedTuple):
 
 
 def _train_cell(cell):
-    """A sweep's cell function: one train_run, its metrics.json data."""
-    model, settings = cell
-    return train_run(model, **settings).metrics
+    """A sweep's cell function: one train_run, its metrics.json data. A stopped sweep's
+    cell (its stop file there) ends before its next epoch, its finished ones saved."""
+    model, settings, stop = cell
+    if os.path.exists(stop):
+        raise SweepError("not started: the sweep was stopped")
+    try:
+        return train_run(model, callbacks=[_StopFile(stop)], **settings).metrics
+    except Terminated:
+        if not os.path.exists(stop):
+            raise                  # SIGTERM (a process pool's worker): as any interrupt
+        raise SweepError("stopped with the sweep; its finished epochs are saved") from None
+
+
+class _StopFile(Callback):
+    """Raises Terminated before an epoch once ``path`` exists, so that fit saves the
+    finished epochs: a cell in a dask worker's thread cannot be signalled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_epoch_begin(self, run):
+        if os.path.exists(self.path):
+            raise Terminated()
 
 
 _in_worker = False   # set in the processes executor's workers
@@ -311,9 +350,9 @@ class _Serial(cf.Executor):
 
 
 @contextlib.contextmanager
-def _executor(executor, workers, scheduler, cells):
+def _executor(executor, workers, scheduler, cells, stop=None):
     """Yield ``run(fn, items)``: for items ``(index, cell)``, an iterator of
-    ``(index, Outcome)`` as cells finish."""
+    ``(index, Outcome)`` as cells finish (``stop``: see _map_cells)."""
     if scheduler is not None:
         if executor not in (None, "dask"):
             raise SweepError(f"--scheduler is a dask scheduler's address; it does not go "
@@ -321,7 +360,7 @@ def _executor(executor, workers, scheduler, cells):
         executor = "dask"
     executor = "processes" if executor is None else executor
     if isinstance(executor, cf.Executor):
-        yield lambda fn, items: _gather(executor, fn, items)
+        yield lambda fn, items: _gather(executor, fn, items, stop=stop)
         return
     if executor not in EXECUTORS:
         raise SweepError(f"executor {executor!r} is none of {', '.join(EXECUTORS)}"
@@ -337,12 +376,14 @@ def _executor(executor, workers, scheduler, cells):
     else:
         with _dask(scheduler, workers) as client:
             pool = client.get_executor()
-            yield lambda fn, items: _gather(pool, fn, items)
+            yield lambda fn, items: _gather(pool, fn, items, stop=stop)
 
 
-def _gather(pool, fn, items, lost=None):
+def _gather(pool, fn, items, lost=None, stop=None):
     """Submit every cell; yield (index, Outcome) as each finishes. On Ctrl-C the cells not
-    started are cancelled. ``lost`` (a list) collects the cells whose process died."""
+    started are cancelled, after the running ones had up to STOP_SECONDS to end by
+    themselves if ``stop`` (a file to create) tells them to. ``lost`` (a list) collects
+    the cells whose process died."""
     futures = {pool.submit(_call, fn, cell): index for index, cell in items}
     try:
         for future in cf.as_completed(futures):
@@ -357,9 +398,23 @@ def _gather(pool, fn, items, lost=None):
             except Exception as exc:   # the executor gave up on the cell (a dask KilledWorker)
                 outcome = Outcome(None, f"{type(exc).__name__}: {one_line(exc)}")
             yield index, outcome
+    except BaseException:   # Ctrl-C, or the caller closing this early (see _map_cells)
+        if stop is not None:
+            try:
+                with open(stop, "w"):
+                    pass
+                cf.wait(futures, timeout=STOP_SECONDS)
+            finally:
+                _remove(stop)
+        raise
     finally:
         for future in futures:
             future.cancel()
+
+
+def _remove(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def _processes(fn, items, workers):

@@ -290,6 +290,37 @@ def test_ctrl_c_with_sparse_checkpoints_keeps_the_workers_finished_epochs(model_
     assert not list(tmp_path.glob("*/.model.npz.*"))    # no half-written file left
 
 
+def test_ctrl_c_on_a_dask_cluster_keeps_the_cells_finished_epochs(model_file, tmp_path):
+    """dask runs a cell in a worker's thread, which no signal reaches: on Ctrl-C the sweep
+    creates its stop file, each running cell saves its finished epochs before its next
+    one and ends, and only then is the local cluster closed (it would kill its workers
+    after a few seconds, the epochs since their last write lost)."""
+    proc = start_sweep(model_file, tmp_path, "--executor", "dask", "--workers", 2,
+                       "--epochs", 60000, "--checkpoint-every", 100000)
+    try:
+        end = time.monotonic() + 90
+        while not list(tmp_path.glob("*=*")) and time.monotonic() < end:
+            time.sleep(0.01)
+        time.sleep(1.5)          # some epochs of the first cells
+        assert not list(tmp_path.glob("*/model.npz"))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["graphnet: interrupted; run the same command again "
+                                        "to train what is left"]
+    saved = [gn.load_checkpoint(str(p)).train_state for p in tmp_path.glob("*/model.npz")]
+    assert saved and all(1 <= s["epoch"] < 60000 and s["finished"] is None for s in saved)
+    assert not (tmp_path / ".stop").exists() and not list(tmp_path.glob("*/.model.npz.*"))
+
+
+def test_a_stop_file_left_behind_stops_no_later_sweep(model_file, serial, tmp_path):
+    (tmp_path / ".stop").write_text("")
+    rows = gn.sweep(str(model_file), GRID, executor="serial", out=tmp_path)
+    assert scores(rows) == scores(serial[1]) and not (tmp_path / ".stop").exists()
+
+
 # --- a real dask cluster: a scheduler and worker processes on 127.0.0.1 --------------------
 
 @pytest.fixture(scope="module")
