@@ -384,7 +384,7 @@ def test_one_line_examples_run():
     (GraphnetError(""), "GraphnetError"),
 ])
 def test_the_cli_a_sweep_row_and_a_run_note_put_a_failure_in_one_line_alike(
-        exc, line, capsys, monkeypatch):
+        exc, line, capsys, monkeypatch, tmp_path):
     import importlib
     cli, render, runs, sweep = (importlib.import_module(f"graphnet.{m}")
                                 for m in ("cli", "render", "runs", "sweep"))
@@ -394,6 +394,6 @@ def test_the_cli_a_sweep_row_and_a_run_note_put_a_failure_in_one_line_alike(
     def fail(*args, **kwargs):
         raise exc
     monkeypatch.setattr(sweep, "train_run", fail)
-    assert sweep._call(sweep._train_cell, (None, {})) == (None, line)
+    assert sweep._call(sweep._train_cell, (None, {}, str(tmp_path / ".stop"))) == (None, line)
     monkeypatch.setattr(render, "render", fail)
     assert runs._render(None, "graph.svg") == f"warning: graph.svg not written: {line}"
