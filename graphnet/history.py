@@ -9,6 +9,13 @@ import numbers
 from .errors import GraphnetError
 
 
+def _is_number(v):
+    """A history value: None or a real number, not a bool (plain floats and ints, what fit
+    writes, are told apart first: checkpoints check every row of a long run)."""
+    return v is None or type(v) in (float, int) or (isinstance(v, numbers.Real)
+                                                    and not isinstance(v, bool))
+
+
 class History:
     """Per-epoch records of a fit: one dict per epoch, plain floats.
 
@@ -58,9 +65,7 @@ class History:
             raise GraphnetError("a history dict needs a list of dicts under 'epochs', as "
                                 "History.to_dict() writes it")
         for i, row in enumerate(data["epochs"]):
-            if not all(isinstance(k, str) and (v is None or (isinstance(v, numbers.Real)
-                                                            and not isinstance(v, bool)))
-                       for k, v in row.items()):
+            if not all(isinstance(k, str) and _is_number(v) for k, v in row.items()):
                 raise GraphnetError(f"history row {i} must map names to numbers, got "
                                     f"{row!r:.80}")
         stop = data.get("stop_reason")

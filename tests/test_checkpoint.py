@@ -124,6 +124,23 @@ def test_checkpoint_holds_history_train_state_and_metadata(tmp_path):
     assert ck.path == str(tmp_path / "c.npz")
 
 
+@pytest.mark.parametrize("value, ok", [(None, True), (2, True), (0.5, True),
+                                       (np.float32(0.25), True), (True, False), ("0.5", False),
+                                       ([1.0], False)])
+def test_a_saved_history_holds_numbers_only(value, ok, tmp_path):
+    """A callback may write anything into fit's rows: a checkpoint takes numbers (and
+    None), and refuses a bool, text or a list naming the row, writing nothing."""
+    history = gn.History([{"epoch": 1, "loss": 1.0}, {"epoch": 2, "loss": value}])
+    path = tmp_path / "c.npz"
+    if ok:
+        gn.save(gn.Model(small_graph()), path, history=history)
+        assert gn.load_checkpoint(path).history["loss"] == [1.0, value]
+    else:
+        with pytest.raises(gn.CheckpointError, match="history row 1 must map names to numbers"):
+            gn.save(gn.Model(small_graph()), path, history=history)
+        assert not path.exists()
+
+
 def test_without_extras_they_come_back_as_none(tmp_path):
     gn.save(gn.Model(small_graph()), tmp_path / "c.npz")
     ck = gn.load_checkpoint(tmp_path / "c.npz")
