@@ -462,6 +462,16 @@ def test_render_of_the_digits_cnn_shows_image_shapes_layer_labels_and_buffers():
     assert 'pool2 -> flat [label=" (N, 32, 2, 2)"]' in src
 
 
+def test_graphnet_train_of_the_digits_cnn_reaches_98_5_percent(tmp_path):
+    """The shipped example as a user trains it: `graphnet train`, its own training block
+    (15 epochs of the digits dataset), scored on the held-out test split."""
+    from test_cli import graphnet
+    done = graphnet("train", ROOT / "examples/models/digits_cnn.json", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 15 and metrics["test"]["accuracy"] >= 0.985, metrics["test"]
+
+
 def test_docs_show_the_layers_and_the_digits_cnn_picture():
     """model-files.md's layer table names every op of graphnet.builtin.layers, its JSON
     example is the shipped digits_cnn.json, and rendering.md's picture of it exists and
