@@ -268,26 +268,34 @@ def test_ctrl_c_stops_and_the_rerun_resumes(model_file, slow_serial, tmp_path):
     assert scores(json.loads((tmp_path / "results.json").read_text())) == scores(slow_serial)
 
 
-def test_ctrl_c_with_sparse_checkpoints_keeps_the_workers_finished_epochs(model_file,
-                                                                         tmp_path):
-    """Stopped by the sweep, a worker's cell writes its finished epochs (SIGTERM to fit)
-    although its next periodic checkpoint is far away."""
-    proc = start_sweep(model_file, tmp_path, "--executor", "processes", "--workers", 2,
-                       "--epochs", 3000, "--checkpoint-every", 10000)
+def interrupt_long_cells(model_file, out, executor, epochs, seconds):
+    """A sweep of cells of ``epochs`` epochs that checkpoint only at their end, Ctrl-C'd
+    ``seconds`` after its first cells start: its exit code, stderr and the train states
+    of the checkpoints it left."""
+    proc = start_sweep(model_file, out, "--executor", executor, "--workers", 2,
+                       "--epochs", epochs, "--checkpoint-every", 10 * epochs)
     try:
-        end = time.monotonic() + 60
-        while not list(tmp_path.glob("*=*")) and time.monotonic() < end:
+        end = time.monotonic() + 90
+        while not list(out.glob("*=*")) and time.monotonic() < end:
             time.sleep(0.01)
-        time.sleep(1.0)          # some epochs of the first cells
-        assert not list(tmp_path.glob("*/model.npz"))
+        time.sleep(seconds)          # some epochs of the first cells
+        assert not list(out.glob("*/model.npz"))
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
-    saved = [gn.load_checkpoint(str(p)).train_state for p in tmp_path.glob("*/model.npz")]
+    assert not list(out.glob("*/.model.npz.*"))    # no half-written file left
+    return proc.returncode, err, [gn.load_checkpoint(str(p)).train_state
+                                  for p in out.glob("*/model.npz")]
+
+
+def test_ctrl_c_with_sparse_checkpoints_keeps_the_workers_finished_epochs(model_file,
+                                                                         tmp_path):
+    """Stopped by the sweep, a worker's cell writes its finished epochs (SIGTERM to fit)
+    although its next periodic checkpoint is far away."""
+    code, err, saved = interrupt_long_cells(model_file, tmp_path, "processes", 3000, 1.0)
+    assert code == 130, err
     assert saved and all(1 <= s["epoch"] < 3000 and s["finished"] is None for s in saved)
-    assert not list(tmp_path.glob("*/.model.npz.*"))    # no half-written file left
 
 
 def test_ctrl_c_on_a_dask_cluster_keeps_the_cells_finished_epochs(model_file, tmp_path):
@@ -295,24 +303,12 @@ def test_ctrl_c_on_a_dask_cluster_keeps_the_cells_finished_epochs(model_file, tm
     creates its stop file, each running cell saves its finished epochs before its next
     one and ends, and only then is the local cluster closed (it would kill its workers
     after a few seconds, the epochs since their last write lost)."""
-    proc = start_sweep(model_file, tmp_path, "--executor", "dask", "--workers", 2,
-                       "--epochs", 60000, "--checkpoint-every", 100000)
-    try:
-        end = time.monotonic() + 90
-        while not list(tmp_path.glob("*=*")) and time.monotonic() < end:
-            time.sleep(0.01)
-        time.sleep(1.5)          # some epochs of the first cells
-        assert not list(tmp_path.glob("*/model.npz"))
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, err
+    code, err, saved = interrupt_long_cells(model_file, tmp_path, "dask", 60000, 1.5)
+    assert code == 130, err
     assert err.strip().splitlines() == ["graphnet: interrupted; run the same command again "
                                         "to train what is left"]
-    saved = [gn.load_checkpoint(str(p)).train_state for p in tmp_path.glob("*/model.npz")]
     assert saved and all(1 <= s["epoch"] < 60000 and s["finished"] is None for s in saved)
-    assert not (tmp_path / ".stop").exists() and not list(tmp_path.glob("*/.model.npz.*"))
+    assert not (tmp_path / ".stop").exists()
 
 
 def test_a_stop_file_left_behind_stops_no_later_sweep(model_file, serial, tmp_path):
