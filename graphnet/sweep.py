@@ -403,9 +403,12 @@ def _gather(pool, fn, items, lost=None, stop=None):
             try:
                 with open(stop, "w"):
                     pass
-                cf.wait(futures, timeout=STOP_SECONDS)
+                cf.wait(futures, timeout=STOP_SECONDS)   # the running cells end by themselves
+            except OSError:
+                pass          # no stop file: the running cells end with their workers
             finally:
-                _remove(stop)
+                with contextlib.suppress(OSError):
+                    os.remove(stop)
         raise
     finally:
         for future in futures:
