@@ -79,9 +79,9 @@ def test_conv2d_matches_its_definition(k, stride, pad):
 
 
 def test_conv2d_over_batches_of_other_sizes_in_turn():
-    """The padded and column arrays are kept from step to step: a batch of 19, then 3,
-    then 19 again, each matches the definition (the zero border and the row of ones
-    are set again whenever the arrays are made again)."""
+    """The column matrix is kept from step to step: a batch of 19, then 3, then 19
+    again, each matches the definition (the padding's zeros and the row of ones are
+    set again whenever the matrix is made again)."""
     rng = np.random.default_rng(7)
     w, b = rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4)
     for shape in ((2, 8, 8), (2, 5, 4)):

@@ -79,7 +79,8 @@ def _contiguous(ctx, key, a):
 
 def _prepared(ctx, key, shape, dtype, prepare):
     """``ctx.scratch(key, shape, dtype)``, given to ``prepare`` once each time it is made:
-    what that sets (a zero border, a row of ones) stays, later steps writing elsewhere."""
+    what that sets (the padding's zeros, a row of ones) stays, later steps writing
+    elsewhere."""
     buf = ctx.scratch(key, shape, dtype)
     done = ctx.__dict__.setdefault("prepared", {})
     if done.get(key) is not buf:
