@@ -58,14 +58,15 @@ def _row_dots(a, b):
 
 
 def _batch_last(x):
-    """The (C, H, W, N) view of an (N, C, H, W) batch: the layout convolution, pooling
-    and batch norm compute in, and hand on (as the view ``_batch_first`` makes)."""
-    return x.transpose(1, 2, 3, 0)
+    """The (C, H, W, N) view of an (N, C, H, W) batch (any number of axes, the samples
+    moved last): the layout convolution, pooling and batch norm compute in, and hand on
+    (as the view ``_batch_first`` makes)."""
+    return x.transpose(tuple(range(1, x.ndim)) + (0,))
 
 
 def _batch_first(a):
-    """The (N, C, H, W) view of a (C, H, W, N) array."""
-    return a.transpose(3, 0, 1, 2)
+    """The (N, C, H, W) view of a (C, H, W, N) array (any number of axes)."""
+    return a.transpose((a.ndim - 1,) + tuple(range(a.ndim - 1)))
 
 
 def _contiguous(ctx, key, a):
@@ -260,6 +261,16 @@ class _Pool2d(Op):
         _, ho, wo = ctx.output_shape
         return [view for _, _, view in _at_offsets(a, k, s, ho, wo)]
 
+    def fold(self, ctx, x, combine):
+        """The offset views of batch ``x`` and their values combined window by window
+        (``combine(out, view, out=out)``) into the (C, Ho, Wo, N) scratch output."""
+        views = self.offsets(ctx, _batch_last(x))
+        out = ctx.scratch("y", views[0].shape, x.dtype)
+        np.copyto(out, views[0])
+        for view in views[1:]:
+            combine(out, view, out=out)
+        return views, out
+
     def gradient_buffer(self, ctx, dy):
         """The (C, H, W, N) scratch array backward writes dx into, zero where no window
         writes or where windows overlap (they add)."""
@@ -283,11 +294,7 @@ class MaxPool2d(_Pool2d):
     onnx_type = "MaxPool"
 
     def forward(self, ctx, x):
-        views = self.offsets(ctx, _batch_last(x))
-        best = ctx.scratch("y", views[0].shape, x.dtype)
-        np.copyto(best, views[0])
-        for view in views[1:]:
-            np.maximum(best, view, out=best)
+        views, best = self.fold(ctx, x, np.maximum)
         ctx.views, ctx.y, ctx.xshape = views, best, x.shape
         return _batch_first(best)
 
@@ -323,11 +330,7 @@ class AvgPool2d(_Pool2d):
     onnx_type = "AveragePool"
 
     def forward(self, ctx, x):
-        views = self.offsets(ctx, _batch_last(x))
-        total = ctx.scratch("y", views[0].shape, x.dtype)
-        np.copyto(total, views[0])
-        for view in views[1:]:
-            total += view
+        views, total = self.fold(ctx, x, np.add)
         total *= x.dtype.type(1 / len(views))
         ctx.xshape = x.shape
         return _batch_first(total)
@@ -418,15 +421,13 @@ class BatchNorm(Op):
     def _rows(ctx, key, x):
         """x (N, C, ...) as a C-contiguous (C, values per feature) array, the batch last
         (a view of a layer's output here, else a copy in scratch ``key``)."""
-        a = _contiguous(ctx, key, x.transpose(tuple(range(1, x.ndim)) + (0,)))
+        a = _contiguous(ctx, key, _batch_last(x))
         return a.reshape(len(a), -1)
 
     @staticmethod
     def _back(ctx, rows, n):
         """(C, values) rows back as the (N, C, ...) batch of ``n`` samples, a view."""
-        nd = len(ctx.output_shape) + 1
-        a = rows.reshape(ctx.output_shape + (n,))
-        return a.transpose((nd - 1,) + tuple(range(nd - 1)))
+        return _batch_first(rows.reshape(ctx.output_shape + (n,)))
 
     def forward(self, ctx, x, gamma, beta):
         rows = self._rows(ctx, "x", x)
