@@ -112,6 +112,82 @@ def test_conv2d_gradcheck_over_several_blocks_of_samples(shape, attrs):
     assert report.ok and report.max_error < 1e-6, str(report)
 
 
+def winograd_taken(model):
+    """Whether the last forward ran a convolution through the Winograd path."""
+    return any(getattr(ctx, "winograd", False) for ctx in model._last[0].contexts)
+
+
+@pytest.mark.parametrize("shape, pad, bias, winograd", [
+    ((16, 4, 4), 1, True, True), ((16, 6, 4), 0, False, True), ((17, 4, 6), 2, True, True),
+    ((16, 9, 7), 0, True, False), ((16, 14, 12), 1, True, False), ((8, 4, 4), 1, True, False)])
+def test_conv2d_winograd_matches_its_definition(shape, pad, bias, winograd):
+    """3x3 stride-1 kernels on 16 channels or more and an even output of at most 144
+    positions run Winograd's F(2x2, 3x3); the values are the definition's, in float64
+    and (to float32's rounding) in float32. Odd (7 x 5), large (14 x 12) outputs and
+    8 channels take the im2col path."""
+    rng = np.random.default_rng(sum(shape) + pad)
+    x, w = rng.normal(size=(5, *shape)), rng.normal(size=(4, shape[0], 3, 3))
+    b = rng.normal(size=4) if bias else np.zeros(4)
+    ref = conv_by_definition(x, w, b, 1, pad)
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
+        g = gn.Graph()
+        g.output(g.add("conv2d", g.input("x", shape), name="node", filters=4, kernel_size=3,
+                       padding=pad, use_bias=bias))
+        model = gn.Model(g, dtype=dtype)
+        model.params["node.weight"][...] = w
+        if bias:
+            model.params["node.bias"][...] = b
+        y = model.forward({"x": x})["node"]
+        assert winograd_taken(model) == winograd
+        np.testing.assert_allclose(y, ref, atol=tol * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("shape, attrs", [
+    ((16, 4, 4), {"filters": 3, "kernel_size": 3, "padding": 1}),
+    ((16, 4, 6), {"filters": 2, "kernel_size": 3, "use_bias": False}),
+    ((16, 2, 2), {"filters": 2, "kernel_size": 3, "padding": 2})])
+def test_conv2d_winograd_gradcheck(shape, attrs):
+    """The Winograd path's gradients (inputs, weight, bias) against finite differences:
+    tiles overlapping, no padding, padding wider than the image."""
+    report = check_op("conv2d", [shape], attrs, batch=3)
+    assert report.ok and report.max_error < 1e-6, str(report)
+
+
+def test_conv2d_winograd_over_batches_of_other_sizes_in_turn(monkeypatch):
+    """The padded copy is kept from step to step and its zeros set again when it is made
+    again: batches of 7, 2, 7 each match the definition, and every entry of every
+    gradient matches the im2col path's (tested against finite differences and
+    PyTorch above)."""
+    from graphnet.builtin import layers
+    rng = np.random.default_rng(8)
+    w, b = rng.normal(size=(3, 16, 3, 3)), rng.normal(size=3)
+
+    def model():
+        g = gn.Graph()
+        c = g.add("conv2d", g.input("x", (16, 4, 4), dtype="float64"), name="node",
+                  filters=3, kernel_size=3, padding=1)
+        g.add("mse", c, g.input("t", (3, 4, 4), dtype="float64"), name="loss", reduction="sum")
+        m = gn.Model(g, dtype="float64")
+        m.params["node.weight"][...], m.params["node.bias"][...] = w, b
+        return m
+
+    def step(m, feeds):
+        y = m.forward(feeds, outputs=("node", "loss"), training=True)["node"]
+        return y, m.backward(inputs=True), winograd_taken(m)
+
+    fast, direct = model(), model()
+    for n in (7, 2, 7):
+        feeds = {"x": rng.normal(size=(n, 16, 4, 4)), "t": rng.normal(size=(n, 3, 4, 4))}
+        y, grads, taken = step(fast, feeds)
+        with monkeypatch.context() as patch:
+            patch.setattr(layers, "WINOGRAD_MIN_CHANNELS", 17)
+            y_direct, grads_direct, taken_direct = step(direct, feeds)
+        assert taken and not taken_direct
+        np.testing.assert_allclose(y, conv_by_definition(feeds["x"], w, b, 1, 1), atol=1e-12)
+        for key in ("x", "node.weight", "node.bias"):
+            np.testing.assert_allclose(grads[key], grads_direct[key], rtol=1e-12, atol=1e-12)
+
+
 def cnn(stride=1):
     """conv -> batch_norm -> relu -> max pool -> conv -> relu -> avg pool -> dense."""
     g = gn.Graph("cnn")
@@ -314,21 +390,25 @@ def test_against_pytorch():
     np.testing.assert_allclose(model.buffers["node.running_var"], bn.running_var.numpy())
 
 
-def test_conv2d_gradients_against_pytorch():
+@pytest.mark.parametrize("channels, stride", [(2, 2), (16, 1)])   # im2col, Winograd
+def test_conv2d_gradients_against_pytorch(channels, stride):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)
-    x, w, b = rng.normal(size=(2, 2, 6, 7)), rng.normal(size=(3, 2, 3, 3)), rng.normal(size=3)
+    x, w = rng.normal(size=(2, channels, 6, 8)), rng.normal(size=(3, channels, 3, 3))
+    b = rng.normal(size=3)
     g = gn.Graph()
-    xi = g.input("x", (2, 6, 7), dtype="float64")
-    c = g.add("conv2d", xi, filters=3, kernel_size=3, stride=2, padding=1, name="c")
-    g.add("mse", c, g.input("t", (3, 3, 4), dtype="float64"), name="loss", reduction="sum")
+    xi = g.input("x", (channels, 6, 8), dtype="float64")
+    c = g.add("conv2d", xi, filters=3, kernel_size=3, stride=stride, padding=1, name="c")
+    ho, wo = (6 + 2 - 3) // stride + 1, (8 + 2 - 3) // stride + 1
+    g.add("mse", c, g.input("t", (3, ho, wo), dtype="float64"), name="loss", reduction="sum")
     m = gn.Model(g, dtype="float64")
     m.params["c.weight"][...], m.params["c.bias"][...] = w, b
-    t = rng.normal(size=(2, 3, 3, 4))
+    t = rng.normal(size=(2, 3, ho, wo))
     m.forward({"x": x, "t": t}, training=True)
+    assert winograd_taken(m) == (channels == 16)
     grads = m.backward(inputs=True)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    ((torch.nn.functional.conv2d(tx, tw, tb, stride=2, padding=1) - torch.tensor(t)) ** 2
+    ((torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=1) - torch.tensor(t)) ** 2
      ).sum().backward()
     for mine, ref in ((grads["x"], tx), (grads["c.weight"], tw), (grads["c.bias"], tb)):
         np.testing.assert_allclose(mine, ref.grad.numpy(), atol=1e-10)

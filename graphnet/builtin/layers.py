@@ -5,7 +5,9 @@ and a conv2d weight is (filters, C, k, k). Convolution is im2col: the
 windows of the input copied into a matrix (the padding's zeros set once)
 and one matrix product; its backward spreads the window gradients back.
 Both, and pooling, walk the k * k kernel offsets, each a strided view of
-the whole batch: never a Python loop over output positions.
+the whole batch: never a Python loop over output positions. 3x3 convolutions
+over many channels of small images run as Winograd's F(2x2, 3x3) instead,
+which needs 16 products per 2x2 block of outputs and channel pair, not 36.
 
 Inside, convolution, pooling and batch norm compute on (C, H, W, N) arrays,
 the samples axis last, and hand their outputs and input gradients on as
@@ -90,6 +92,59 @@ def _prepared(ctx, key, shape, dtype, prepare):
     return buf
 
 
+# Winograd's F(2x2, 3x3) (Lavin and Gray, 2016): each 2x2 block of outputs of a 3x3
+# convolution is A^T [(G w G^T) * (B^T d B)] A of the 4x4 input tile d under it, 16
+# products per channel pair where the direct sum takes 36: the products over the
+# channels become 16 (filters, C) by (C, tiles) matrix products, one per value of the
+# transformed tile. With every 4x4 matrix flattened row-major, the two-sided
+# transforms are Kronecker matrices; the tiles' 16 values are kept in the order (tile
+# row pair, column pair, row, column), so that the four pairs are four block copies
+# (a tile's rows 2 and 3 are the next tile's 0 and 1). The transforms' entries are 0,
+# +-1/2 and +-1: the results differ from im2col's by a few roundings (about 1e-7
+# relative in float32).
+# When it pays (docs/performance.md has the measurements): from 16 input channels (the
+# sum its products shorten; with 4 it is 1.1 to 1.3x slower than im2col), on outputs
+# of at most 12 x 12 (from 14 x 14 its arrays outgrow the cache and it was up to 1.2x
+# slower), of even sides (an odd one would waste a row of tiles).
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MAX_POSITIONS = 144
+_TILE_ORDER = [(2 * ag + i) * 4 + 2 * bg + j
+               for ag in (0, 1) for bg in (0, 1) for i in (0, 1) for j in (0, 1)]
+_B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+_G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+_A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]])
+_WINOGRAD = {"B": np.kron(_B_T, _B_T)[:, _TILE_ORDER],   # (16 values, 16 tile entries)
+             "G": np.kron(_G, _G),                       # (16 values, 9 weights)
+             "A": np.kron(_A_T, _A_T)}                   # (4 outputs, 16 values)
+_winograd_by_dtype = {}
+
+
+def _winograd_matrices(dtype):
+    """The three transforms in ``dtype``, and their transposes ("Bt", ...), C-contiguous."""
+    got = _winograd_by_dtype.get(np.dtype(dtype))
+    if got is None:
+        got = _winograd_by_dtype[np.dtype(dtype)] = {
+            **{k: m.astype(dtype) for k, m in _WINOGRAD.items()},
+            **{k + "t": np.ascontiguousarray(m.T, dtype) for k, m in _WINOGRAD.items()}}
+    return got
+
+
+def _uses_winograd(attrs, channels, ho, wo):
+    """Whether a convolution runs as Winograd's F(2x2, 3x3) rather than im2col: 3x3
+    kernels at stride 1, where it pays (above)."""
+    return (attrs["kernel_size"] == 3 and attrs["stride"] == 1
+            and channels >= WINOGRAD_MIN_CHANNELS and ho * wo <= WINOGRAD_MAX_POSITIONS
+            and ho % 2 == 0 and wo % 2 == 0)
+
+
+def _matmul_in_blocks(a, b, out, block=2048):
+    """a @ b into out, b's columns a block at a time: for the transforms (16 rows or fewer)
+    a block that stays in cache runs about twice as fast as the whole product."""
+    for i in range(0, b.shape[1], block):
+        np.matmul(a, b[:, i:i + block], out=out[:, i:i + block])
+    return out
+
+
 class Conv2d(Op):
     """2-d convolution (cross-correlation, as torch.nn.Conv2d) of (C, H, W) images.
 
@@ -103,7 +158,8 @@ class Conv2d(Op):
     an (N, filters, Ho, Wo) view, which batch norm, pooling and convolution
     here read without a copy (``_batch_last``), so the samples axis moves
     only where a batch enters from elsewhere; backward adds the window
-    gradients back one kernel offset at a time.
+    gradients back one kernel offset at a time. Where ``_uses_winograd``,
+    forward and backward run ``_winograd_forward`` and ``_winograd_backward``.
     """
 
     name = "conv2d"
@@ -169,6 +225,9 @@ class Conv2d(Op):
     def forward(self, ctx, x, weight, bias=None):
         n, c, h, w = x.shape
         f, ho, wo = ctx.output_shape
+        ctx.winograd = _uses_winograd(ctx.attrs, c, ho, wo)
+        if ctx.winograd:
+            return self._winograd_forward(ctx, x, weight, bias)
         k = ctx.attrs["kernel_size"]
         r = c * k * k
         # rows (channel, kernel row, kernel col), and a row of ones that meets the bias;
@@ -193,6 +252,8 @@ class Conv2d(Op):
         return _batch_first(y.reshape(f, ho, wo, n))
 
     def backward(self, ctx, dy):
+        if ctx.winograd:
+            return self._winograd_backward(ctx, dy)
         n, c, h, w = ctx.xshape
         f, ho, wo = ctx.output_shape
         k = ctx.attrs["kernel_size"]
@@ -202,12 +263,8 @@ class Conv2d(Op):
         # side of the product as rows
         dwt = np.matmul(ctx.cols, dymat.T, out=ctx.scratch("dwt", (len(ctx.cols), f),
                                                             dy.dtype))
-        pg = ctx.param_grads or (None, None)
-        grads = [None, pg[0] if pg[0] is not None else np.empty((f, c, k, k), dy.dtype)]
-        np.copyto(grads[1].reshape(f, r), dwt[:r].T)
-        if len(ctx.needs_grad) == 3:
-            grads.append(pg[1] if len(pg) > 1 and pg[1] is not None else np.empty(f, dy.dtype))
-            np.copyto(grads[2], dwt[r])
+        db = dwt[r] if len(dwt) > r else None           # the bias's row
+        grads = [None] + self._weight_grads(ctx, dwt[:r].T.reshape(f, c, k, k), db, dy.dtype)
         if ctx.needs_grad[0]:
             # one kernel offset at a time: its (C, filters) slice of the weight times dy,
             # added back where the windows' values came from. Small products whose
@@ -231,6 +288,87 @@ class Conv2d(Op):
                     i, j, ih, iw, oh, ow, _ = reg
                     np.matmul(wt[i * k + j], dymat, out=part)
                     dx[:, ih, iw] += windows[:, oh, ow]
+            grads[0] = _batch_first(dx)
+        return tuple(grads)
+
+    @staticmethod
+    def _tiles(ctx, xshape):
+        """(th, tw, tiles per channel) of the Winograd path: 2x2 output blocks, all samples."""
+        _, ho, wo = ctx.output_shape
+        return ho // 2, wo // 2, ho // 2 * (wo // 2) * xshape[0]
+
+    @staticmethod
+    def _weight_grads(ctx, dw, db, dtype):
+        """The weight and bias gradients, written into the engine's arrays where given."""
+        f, c = dw.shape[:2]
+        pg = ctx.param_grads or (None, None)
+        grads = [pg[0] if pg[0] is not None else np.empty(dw.shape, dtype)]
+        np.copyto(grads[0], dw)
+        if len(ctx.needs_grad) == 3:
+            grads.append(pg[1] if len(pg) > 1 and pg[1] is not None else np.empty(f, dtype))
+            np.copyto(grads[1], db)
+        return grads
+
+    def _winograd_forward(self, ctx, x, weight, bias):
+        """F(2x2, 3x3) (see _WINOGRAD): the input tiles and the weight transformed, one
+        (filters, C) by (C, tiles) product per tile value, the output transform."""
+        n, c, h, w = x.shape
+        f, ho, wo = ctx.output_shape
+        p, dt = ctx.attrs["padding"], x.dtype
+        th, tw, t = self._tiles(ctx, x.shape)
+        mats = _winograd_matrices(dt)
+        xp = _prepared(ctx, "xp", (c, ho + 2, wo + 2, n), dt, lambda a: a.fill(0))
+        np.copyto(xp[:, p:p + h, p:p + w], _batch_last(x))
+        tiles = ctx.scratch("tiles", (16, c * t), dt)
+        pairs = xp.reshape(c, th + 1, 2, tw + 1, 2, n)
+        blocks = tiles.reshape(2, 2, 2, 2, c, th, tw, n)
+        for ag in (0, 1):
+            for bg in (0, 1):
+                np.copyto(blocks[ag, bg],
+                          pairs[:, ag:ag + th, :, bg:bg + tw].transpose(2, 4, 0, 1, 3, 5))
+        v = _matmul_in_blocks(mats["B"], tiles, ctx.scratch("v", (16, c * t), dt))
+        u = (mats["G"] @ weight.reshape(f * c, 9).T).reshape(16, f, c)
+        m = np.matmul(u, v.reshape(16, c, t), out=ctx.scratch("m", (16, f, t), dt))
+        out = _matmul_in_blocks(mats["A"], m.reshape(16, -1), ctx.scratch("out", (4, f * t), dt))
+        y = ctx.scratch("y", (f, ho, wo, n), dt)
+        blocks_out = out.reshape(2, 2, f, th, tw, n).transpose(2, 3, 0, 4, 1, 5)
+        if bias is None:
+            np.copyto(y.reshape(f, th, 2, tw, 2, n), blocks_out)
+        else:
+            np.add(blocks_out, bias.reshape(f, 1, 1, 1, 1, 1), out=y.reshape(f, th, 2, tw, 2, n))
+        ctx.v, ctx.u, ctx.xshape = v, u, x.shape
+        return _batch_first(y)
+
+    def _winograd_backward(self, ctx, dy):
+        """The forward's steps transposed, in reverse: output transform, the products
+        (for the weight's and the tiles' gradients), input transform, tiles added back."""
+        n, c, h, w = ctx.xshape
+        f, ho, wo = ctx.output_shape
+        p, dt = ctx.attrs["padding"], dy.dtype
+        th, tw, t = self._tiles(ctx, ctx.xshape)
+        mats = _winograd_matrices(dt)
+        dout = ctx.scratch("dout", (4, f * t), dt)
+        np.copyto(dout.reshape(2, 2, f, th, tw, n).transpose(2, 3, 0, 4, 1, 5),
+                  _batch_last(dy).reshape(f, th, 2, tw, 2, n))
+        dm = _matmul_in_blocks(mats["At"], dout, ctx.scratch("dm", (16, f * t), dt))
+        dm = dm.reshape(16, f, t)
+        du = np.matmul(dm, ctx.v.reshape(16, c, t).transpose(0, 2, 1))
+        dw = (mats["Gt"] @ du.reshape(16, f * c)).T.reshape(f, c, 3, 3)
+        db = (dout.reshape(4, f, t) @ ones(ctx, t, dt)).sum(axis=0)
+        grads = [None] + self._weight_grads(ctx, dw, db, dt)
+        if ctx.needs_grad[0]:
+            dv = np.matmul(ctx.u.transpose(0, 2, 1), dm, out=ctx.scratch("dv", (16, c, t), dt))
+            dtiles = _matmul_in_blocks(mats["Bt"], dv.reshape(16, -1),
+                                       ctx.scratch("dtiles", (16, c * t), dt))
+            dxp = ctx.scratch("dxp", (c, ho + 2, wo + 2, n), dt)
+            dxp.fill(0)
+            pairs = dxp.reshape(c, th + 1, 2, tw + 1, 2, n)
+            blocks = dtiles.reshape(2, 2, 2, 2, c, th, tw, n)
+            for ag in (0, 1):
+                for bg in (0, 1):
+                    pairs[:, ag:ag + th, :, bg:bg + tw] += blocks[ag, bg].transpose(2, 3, 0, 4, 1, 5)
+            dx = ctx.scratch("dx", (c, h, w, n), dt)
+            np.copyto(dx, dxp[:, p:p + h, p:p + w])
             grads[0] = _batch_first(dx)
         return tuple(grads)
 
