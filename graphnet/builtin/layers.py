@@ -366,7 +366,8 @@ class Conv2d(Op):
             blocks = dtiles.reshape(2, 2, 2, 2, c, th, tw, n)
             for ag in (0, 1):
                 for bg in (0, 1):
-                    pairs[:, ag:ag + th, :, bg:bg + tw] += blocks[ag, bg].transpose(2, 3, 0, 4, 1, 5)
+                    pairs[:, ag:ag + th, :, bg:bg + tw] += blocks[ag, bg].transpose(
+                        2, 3, 0, 4, 1, 5)
             dx = ctx.scratch("dx", (c, h, w, n), dt)
             np.copyto(dx, dxp[:, p:p + h, p:p + w])
             grads[0] = _batch_first(dx)
