@@ -369,6 +369,41 @@ def test_batch_norm_on_numpy_without_vecdot(monkeypatch):
     np.testing.assert_allclose(layers._row_dots(rows, rows), (rows * rows).sum(axis=1))
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 4), (2,)])
+def test_batch_norm_leaves_numpys_buffer_size_as_it_was(shape, monkeypatch):
+    """Batch norm shortens numpy's ufunc buffers to its rows while it runs (16 values
+    for rows of 6) and puts back the caller's size after forward and backward, and
+    when it fails."""
+    from graphnet.builtin import layers
+    g = gn.Graph()
+    bn = g.add("batch_norm", g.input("x", shape, dtype="float64"), name="bn")
+    g.add("mse", bn, g.input("t", shape, dtype="float64"), name="loss")
+    model = gn.Model(g, dtype="float64")
+    rng = np.random.default_rng(1)
+    feeds = {"x": rng.normal(size=(6, *shape)), "t": rng.normal(size=(6, *shape))}
+    old = np.setbufsize(4096)
+    try:
+        x = feeds["x"]
+        y = model.forward(feeds, outputs=("bn", "loss"), training=True)["bn"]
+        assert np.getbufsize() == 4096
+        axes = (0,) + tuple(range(2, x.ndim))
+        ref = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(
+            x.var(axis=axes, keepdims=True) + 1e-5)
+        np.testing.assert_allclose(y, ref, atol=1e-12)
+        model.backward()
+        assert np.getbufsize() == 4096
+
+        def broken(a, b):
+            assert np.getbufsize() == 16 if x.ndim == 2 else np.getbufsize() == 96
+            raise ValueError("broken")
+        monkeypatch.setattr(layers, "_row_dots", broken)
+        with pytest.raises(gn.GraphnetError, match="broken"):
+            model.forward(feeds, training=True)
+        assert np.getbufsize() == 4096
+    finally:
+        np.setbufsize(old)
+
+
 # --- PyTorch as an independent reference, where it is installed ---------------------------
 def test_against_pytorch():
     torch = pytest.importorskip("torch")
