@@ -155,9 +155,9 @@ def test_conv2d_winograd_gradcheck(shape, attrs):
 
 def test_conv2d_winograd_over_batches_of_other_sizes_in_turn(monkeypatch):
     """The padded copy is kept from step to step and its zeros set again when it is made
-    again: batches of 7, 2, 7 each match the definition, and every entry of every
+    again: batches of 7, 2, 7 each match the definition, every entry of every
     gradient matches the im2col path's (tested against finite differences and
-    PyTorch above)."""
+    PyTorch above), and a second backward of the same forward gives the same."""
     from graphnet.builtin import layers
     rng = np.random.default_rng(8)
     w, b = rng.normal(size=(3, 16, 3, 3)), rng.normal(size=3)
@@ -184,8 +184,10 @@ def test_conv2d_winograd_over_batches_of_other_sizes_in_turn(monkeypatch):
             y_direct, grads_direct, taken_direct = step(direct, feeds)
         assert taken and not taken_direct
         np.testing.assert_allclose(y, conv_by_definition(feeds["x"], w, b, 1, 1), atol=1e-12)
+        again = fast.backward(inputs=True)     # a second backward of the same forward
         for key in ("x", "node.weight", "node.bias"):
             np.testing.assert_allclose(grads[key], grads_direct[key], rtol=1e-12, atol=1e-12)
+            np.testing.assert_array_equal(again[key], grads[key])
 
 
 def cnn(stride=1):

@@ -350,8 +350,9 @@ class Conv2d(Op):
                           pairs[:, ag:ag + th, :, bg:bg + tw].transpose(2, 4, 0, 1, 3, 5))
         v = _matmul_in_blocks(mats["B"], tiles, ctx.scratch("v", (16, c * t), dt))
         u = (mats["G"] @ weight.reshape(f * c, 9).T).reshape(16, f, c)
-        m = np.matmul(u, v.reshape(16, c, t), out=ctx.scratch("m", (16, f, t), dt))
-        out = _matmul_in_blocks(mats["A"], m.reshape(16, -1), ctx.scratch("out", (4, f * t), dt))
+        m = ctx.scratch("m", (16, f * t), dt)
+        np.matmul(u, v.reshape(16, c, t), out=m.reshape(16, f, t))
+        out = _matmul_in_blocks(mats["A"], m, ctx.scratch("out", (4, f * t), dt))
         y = ctx.scratch("y", (f, ho, wo, n), dt)
         blocks_out = out.reshape(2, 2, f, th, tw, n).transpose(2, 3, 0, 4, 1, 5)
         if bias is None:
@@ -369,10 +370,12 @@ class Conv2d(Op):
         p, dt = ctx.attrs["padding"], dy.dtype
         th, tw, t = self._tiles(ctx, ctx.xshape)
         mats = _winograd_matrices(dt)
-        dout = ctx.scratch("dout", (4, f * t), dt)
+        # in the forward's scratch arrays where it is done with them (v is kept): the
+        # fewer arrays a step touches, the more of them are still in cache
+        dout = ctx.scratch("out", (4, f * t), dt)
         np.copyto(dout.reshape(2, 2, f, th, tw, n).transpose(2, 3, 0, 4, 1, 5),
                   _batch_last(dy).reshape(f, th, 2, tw, 2, n))
-        dm = _matmul_in_blocks(mats["At"], dout, ctx.scratch("dm", (16, f * t), dt))
+        dm = _matmul_in_blocks(mats["At"], dout, ctx.scratch("m", (16, f * t), dt))
         dm = dm.reshape(16, f, t)
         du = np.matmul(dm, ctx.v.reshape(16, c, t).transpose(0, 2, 1))
         dw = (mats["Gt"] @ du.reshape(16, f * c)).T.reshape(f, c, 3, 3)
@@ -381,7 +384,7 @@ class Conv2d(Op):
         if ctx.needs_grad[0]:
             dv = np.matmul(ctx.u.transpose(0, 2, 1), dm, out=ctx.scratch("dv", (16, c, t), dt))
             dtiles = _matmul_in_blocks(mats["Bt"], dv.reshape(16, -1),
-                                       ctx.scratch("dtiles", (16, c * t), dt))
+                                       ctx.scratch("tiles", (16, c * t), dt))
             dxp = ctx.scratch("dxp", (c, ho + 2, wo + 2, n), dt)
             dxp.fill(0)
             pairs = dxp.reshape(c, th + 1, 2, tw + 1, 2, n)
