@@ -9,6 +9,7 @@ time per step and the ratio graphnet / PyTorch.
     python benchmarks/bench_cnn.py                 # both configs, about 10 s
     python benchmarks/bench_cnn.py --configs lenet --rounds 21 --json out.json
     python benchmarks/bench_cnn.py --profile       # graphnet's time per node and direction
+    python benchmarks/bench_cnn.py --conv-paths    # Winograd against im2col, shape by shape
 
 Method: each engine is warmed up (3 steps), then the engines take turns,
 ``--rounds`` rounds of ``--per-round`` steps each, timed by the wall clock
@@ -20,7 +21,10 @@ the numbers: a busy neighbour slows both engines, the ratio less than the
 times. ``--profile`` times every op's forward and backward alone inside
 graphnet's step (the 20th percentile over the steps, in CPU time, so that
 other processes count less) and adds the optimizer update; the wrappers
-cost about 1 us a call.
+cost about 1 us a call. ``--conv-paths`` times one 3x3 convolution's forward and
+backward (its input gradient included) through each of conv2d's two paths,
+Winograd's F(2x2, 3x3) and im2col, alternating on the same inputs, and reports
+the smallest of 15 rounds of each and which path conv2d takes for that shape.
 
 Configs:
   lenet   1x28x28 -> conv 8 (3x3) -> relu -> max pool -> conv 16 (3x3) -> relu
@@ -219,6 +223,76 @@ def profile(config, n_steps=300, warmup=20):
     print(f"  {'adam':10s} {'update':8s} {float(np.percentile(update, 20)) * 1e6:7.0f} us")
 
 
+# (C, side, filters, padding) of the shapes --conv-paths times: the digits CNN's conv2
+# first, then more channels, larger images, fewer channels
+CONV_SHAPES = [(16, 4, 32, 1), (8, 4, 32, 1), (4, 4, 32, 1), (16, 6, 16, 0), (16, 8, 16, 1),
+               (16, 8, 32, 1), (32, 8, 32, 1), (64, 8, 64, 1), (32, 4, 64, 1), (8, 12, 16, 1),
+               (16, 12, 16, 1), (16, 14, 16, 1), (16, 16, 32, 1), (32, 16, 32, 1)]
+
+
+def conv_paths(shapes=CONV_SHAPES, batch=64, rounds=15):
+    """A 3x3 convolution's forward and backward (input gradient included) by Winograd and
+    by im2col, on the same inputs, the two alternating; the smallest of ``rounds`` times
+    of each, in us."""
+    from graphnet.builtin import layers
+    from graphnet.plugins import registry
+    op, rows = registry().get("op", "conv2d"), []
+    for c, side, filters, pad in shapes:
+        g = gn.Graph("conv")
+        x, y = g.input("x", (c, side, side)), g.input("label", (), dtype="int64")
+        h = g.add("batch_norm", x, name="bn0")      # so that conv needs its input gradient
+        h = g.add("batch_norm", g.add("conv2d", h, filters=filters, kernel_size=3,
+                                      padding=pad, name="conv"), name="bn1")
+        out = g.add("dense", g.add("flatten", h, name="flat"), units=10, name="logits")
+        g.add("softmax_cross_entropy", out, y, name="loss")
+        model = gn.Model(g, seed=0)
+        feeds = dict(zip(model.inputs, make_data(model, batch)))
+        got = {}
+
+        def keep(fn, key):
+            def run(ctx, *args):
+                got[key] = (ctx, args)
+                return fn(ctx, *args)
+            return run
+        op.forward, op.backward = keep(op.forward, "fw"), keep(op.backward, "bw")
+        try:
+            model.forward(feeds, outputs=("loss",), training=True)
+            model.backward()
+        finally:
+            del op.forward, op.backward
+        (ctx, args), (_, (dy,)) = got["fw"], got["bw"]
+        ctx.param_grads = None
+        best = {}
+        reps = max(1, int(2e6 / (c * filters * side * side * batch)))
+        for _ in range(rounds):
+            for path, limits in (("winograd", (1, 10 ** 9)), ("im2col", (10 ** 9, 0))):
+                saved = layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MAX_POSITIONS
+                layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MAX_POSITIONS = limits
+                try:
+                    t0 = time.perf_counter()
+                    for _ in range(reps):
+                        op.forward(ctx, *args)
+                    t1 = time.perf_counter()
+                    for _ in range(reps):
+                        op.backward(ctx, dy)
+                    t2 = time.perf_counter()
+                finally:
+                    layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MAX_POSITIONS = saved
+                times = best.setdefault(path, [float("inf")] * 2)
+                times[0] = min(times[0], (t1 - t0) / reps * 1e6)
+                times[1] = min(times[1], (t2 - t1) / reps * 1e6)
+        ho = side + 2 * pad - 2         # even in every shape above: Winograd runs on it
+        chosen = "winograd" if layers._uses_winograd(ctx.attrs, c, ho, ho) else "im2col"
+        w, i = best["winograd"], best["im2col"]
+        rows.append({"channels": c, "side": side, "filters": filters, "padding": pad,
+                     "winograd_us": w, "im2col_us": i, "ratio": sum(w) / sum(i),
+                     "chosen": chosen})
+        print(f"C {c:3d}, {side:2d}x{side:<2d}, {filters:3d} filters, pad {pad}: winograd "
+              f"{w[0]:6.0f} + {w[1]:6.0f} us, im2col {i[0]:6.0f} + {i[1]:6.0f} us, ratio "
+              f"{sum(w) / sum(i):.2f} (conv2d takes {chosen})", flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
@@ -227,6 +301,8 @@ def main(argv=None):
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--profile", action="store_true",
                    help="time graphnet's ops one by one instead of comparing engines")
+    p.add_argument("--conv-paths", action="store_true",
+                   help="time 3x3 convolutions by Winograd and by im2col, shape by shape")
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
     rows = []
@@ -234,6 +310,9 @@ def main(argv=None):
         if args.profile:
             for config in args.configs:
                 profile(config)
+            return
+        if args.conv_paths:
+            conv_paths()
             return
         for config in args.configs:
             row = measure(config, args.rounds, args.per_round)

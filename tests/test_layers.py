@@ -119,12 +119,13 @@ def winograd_taken(model):
 
 @pytest.mark.parametrize("shape, pad, bias, winograd", [
     ((16, 4, 4), 1, True, True), ((16, 6, 4), 0, False, True), ((17, 4, 6), 2, True, True),
-    ((16, 9, 7), 0, True, False), ((16, 14, 12), 1, True, False), ((8, 4, 4), 1, True, False)])
+    ((8, 4, 4), 1, True, True), ((16, 9, 7), 0, True, False), ((16, 14, 12), 1, True, False),
+    ((4, 4, 4), 1, True, False)])
 def test_conv2d_winograd_matches_its_definition(shape, pad, bias, winograd):
-    """3x3 stride-1 kernels on 16 channels or more and an even output of at most 144
+    """3x3 stride-1 kernels on 8 channels or more and an even output of at most 144
     positions run Winograd's F(2x2, 3x3); the values are the definition's, in float64
     and (to float32's rounding) in float32. Odd (7 x 5), large (14 x 12) outputs and
-    8 channels take the im2col path."""
+    4 channels take the im2col path."""
     rng = np.random.default_rng(sum(shape) + pad)
     x, w = rng.normal(size=(5, *shape)), rng.normal(size=(4, shape[0], 3, 3))
     b = rng.normal(size=4) if bias else np.zeros(4)

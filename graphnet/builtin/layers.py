@@ -124,11 +124,11 @@ def _prepared(ctx, key, shape, dtype, prepare):
 # (a tile's rows 2 and 3 are the next tile's 0 and 1). The transforms' entries are 0,
 # +-1/2 and +-1: the results differ from im2col's by a few roundings (about 1e-7
 # relative in float32).
-# When it pays (docs/performance.md has the measurements): from 16 input channels (the
-# sum its products shorten; with 4 it is 1.1 to 1.3x slower than im2col), on outputs
-# of at most 12 x 12 (from 14 x 14 its arrays outgrow the cache and it was up to 1.2x
-# slower), of even sides (an odd one would waste a row of tiles).
-WINOGRAD_MIN_CHANNELS = 16
+# Where it pays (``bench_cnn.py --conv-paths``; docs/performance.md has the numbers):
+# from 8 input channels (0.64 to 0.95x im2col's time, forward and backward; with 4
+# channels about 1.05x), on outputs of at most 12 x 12 (from 14 x 14, with 16
+# channels, the two are level) with even sides (an odd one would waste a row of tiles).
+WINOGRAD_MIN_CHANNELS = 8
 WINOGRAD_MAX_POSITIONS = 144
 _TILE_ORDER = [(2 * ag + i) * 4 + 2 * bg + j
                for ag in (0, 1) for bg in (0, 1) for i in (0, 1) for j in (0, 1)]
