@@ -126,7 +126,7 @@ def _prepared(ctx, key, shape, dtype, prepare):
 # relative in float32).
 # Where it pays (``bench_cnn.py --conv-paths``; docs/performance.md has the numbers):
 # from 8 input channels (0.64 to 0.95x im2col's time, forward and backward; with 4
-# channels about 1.05x), on outputs of at most 12 x 12 (from 14 x 14, with 16
+# channels 1.04 to 1.11x), on outputs of at most 12 x 12 (from 14 x 14, with 16
 # channels, the two are level) with even sides (an odd one would waste a row of tiles).
 WINOGRAD_MIN_CHANNELS = 8
 WINOGRAD_MAX_POSITIONS = 144
