@@ -312,7 +312,9 @@ def main(argv=None):
                 profile(config)
             return
         if args.conv_paths:
-            conv_paths()
+            rows = conv_paths()
+            if args.json:
+                Path(args.json).write_text(json.dumps({"conv_paths": rows}, indent=2) + "\n")
             return
         for config in args.configs:
             row = measure(config, args.rounds, args.per_round)
