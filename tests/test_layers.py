@@ -471,6 +471,21 @@ def cnn_graph():
     return g
 
 
+def winograd_cnn_graph():
+    """cnn_graph with a second convolution over 8 channels: the Winograd path."""
+    g = gn.Graph("tiny_winograd_cnn")
+    x = g.input("x", shape=(1, 6, 6))
+    y = g.input("y", shape=(), dtype="int64")
+    h = g.add("conv2d", x, filters=8, kernel_size=3, padding=1, name="conv")
+    h = g.add("relu", g.add("batch_norm", h, name="bn"))
+    h = g.add("conv2d", h, filters=4, kernel_size=3, padding=1, name="conv_w")
+    h = g.add("dropout", g.add("flatten", g.add("max_pool2d", h)), rate=0.2)
+    out = g.add("dense", h, units=2, name="out")
+    g.add("softmax_cross_entropy", out, y, name="loss")
+    g.output(out)
+    return g
+
+
 def cnn_data(n=24, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 1, 6, 6)).astype(np.float32)
@@ -511,14 +526,17 @@ class Interrupt(gn.Callback):
             raise KeyboardInterrupt
 
 
-def test_kill_and_resume_with_batch_norm_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("make_graph", [cnn_graph, winograd_cnn_graph])
+def test_kill_and_resume_with_batch_norm_is_bit_identical(tmp_path, make_graph):
     data, path = cnn_data(), tmp_path / "run.npz"
     kw = dict(epochs=4, batch_size=5, progress=False)
-    whole = gn.Model(cnn_graph(), seed=0)
+    whole = gn.Model(make_graph(), seed=0)
     full = whole.fit(data, **kw)
+    if make_graph is winograd_cnn_graph:
+        assert winograd_taken(whole)
     with pytest.raises(KeyboardInterrupt):
-        gn.Model(cnn_graph(), seed=0).fit(data, checkpoint=path, callbacks=[Interrupt()], **kw)
-    resumed = gn.Model(cnn_graph(), seed=7)
+        gn.Model(make_graph(), seed=0).fit(data, checkpoint=path, callbacks=[Interrupt()], **kw)
+    resumed = gn.Model(make_graph(), seed=7)
     history = resumed.fit(data, resume=path, **kw)
     assert history["loss"] == full["loss"]
     for store in ("params", "buffers"):
