@@ -37,6 +37,7 @@ graphnet's times are printed.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import platform
@@ -176,12 +177,32 @@ def measure(config, rounds, per_round):
     return row
 
 
+@contextlib.contextmanager
+def wrapped_ops(opnames, wrap):
+    """Within: the registry's op objects of ``opnames`` (shared by every model) run
+    ``wrap(method, "forward")`` and ``wrap(method, "backward")`` instead of their own
+    methods, which are put back on leaving."""
+    from graphnet.plugins import registry
+    undo = []
+    try:
+        for opname in set(opnames):
+            op = registry().get("op", opname)
+            own = {k: vars(op)[k] for k in ("forward", "backward") if k in vars(op)}
+            forward, backward = wrap(op.forward, "forward"), wrap(op.backward, "backward")
+            op.forward, op.backward = forward, backward
+            undo.append((op, own))
+        yield
+    finally:
+        for op, own in undo:
+            del op.forward, op.backward
+            vars(op).update(own)
+
+
 def profile(config, n_steps=300, warmup=20):
     """Per node and direction, the 20th percentile of the CPU time of graphnet's ops."""
-    from graphnet.plugins import registry
     make_graph, batch = CONFIGS[config]
     graph = make_graph()
-    times, wrapped = {}, []
+    times = {}
 
     def timed(node_fn, key):
         def run(ctx, *args):
@@ -191,11 +212,7 @@ def profile(config, n_steps=300, warmup=20):
             return out
         return run
 
-    for opname in {graph.nx.nodes[n]["op"] for n in graph.nx.nodes}:
-        op = registry().get("op", opname)   # shared op objects: wrapped, undone below
-        wrapped.append((op, {k: vars(op)[k] for k in ("forward", "backward") if k in vars(op)}))
-        op.forward, op.backward = timed(op.forward, "forward"), timed(op.backward, "backward")
-    try:
+    with wrapped_ops([graph.nx.nodes[n]["op"] for n in graph.nx.nodes], timed):
         model = gn.Model(graph, seed=0)
         x, y = make_data(model, batch)
         feeds = dict(zip(model.inputs, (x, y)))
@@ -209,10 +226,6 @@ def profile(config, n_steps=300, warmup=20):
             t0 = time.process_time()
             opt.step(model.params, grads)
             update.append(time.process_time() - t0)
-    finally:
-        for op, own in wrapped:
-            del op.forward, op.backward
-            vars(op).update(own)
     rows = sorted(((float(np.percentile(v, 20)) * 1e6, node, key)
                    for (node, key), v in times.items()), reverse=True)
     total = sum(r[0] for r in rows) + float(np.percentile(update, 20)) * 1e6
@@ -254,13 +267,10 @@ def conv_paths(shapes=CONV_SHAPES, batch=64, rounds=15):
                 got[key] = (ctx, args)
                 return fn(ctx, *args)
             return run
-        op.forward, op.backward = keep(op.forward, "fw"), keep(op.backward, "bw")
-        try:
+        with wrapped_ops(["conv2d"], keep):
             model.forward(feeds, outputs=("loss",), training=True)
             model.backward()
-        finally:
-            del op.forward, op.backward
-        (ctx, args), (_, (dy,)) = got["fw"], got["bw"]
+        (ctx, args), (_, (dy,)) = got["forward"], got["backward"]
         ctx.param_grads = None
         best = {}
         reps = max(1, int(2e6 / (c * filters * side * side * batch)))
