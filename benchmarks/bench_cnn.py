@@ -237,8 +237,9 @@ def profile(config, n_steps=300, warmup=20):
 
 
 # (C, side, filters, padding) of the shapes --conv-paths times: the digits CNN's conv2
-# first, then more channels, larger images, fewer channels
-CONV_SHAPES = [(16, 4, 32, 1), (8, 4, 32, 1), (4, 4, 32, 1), (16, 6, 16, 0), (16, 8, 16, 1),
+# first, then fewer channels or filters, more channels, larger images
+CONV_SHAPES = [(16, 4, 32, 1), (8, 4, 32, 1), (4, 4, 32, 1), (8, 4, 8, 1), (16, 4, 4, 1),
+               (16, 4, 8, 1), (64, 4, 8, 1), (16, 6, 16, 0), (16, 8, 16, 1),
                (16, 8, 32, 1), (32, 8, 32, 1), (64, 8, 64, 1), (32, 4, 64, 1), (8, 12, 16, 1),
                (16, 12, 16, 1), (16, 14, 16, 1), (16, 16, 32, 1), (32, 16, 32, 1)]
 
@@ -249,7 +250,7 @@ def conv_paths(shapes=CONV_SHAPES, batch=64, rounds=15):
     of each, in us."""
     from graphnet.builtin import layers
     from graphnet.plugins import registry
-    op, rows = registry().get("op", "conv2d"), []
+    op, rows, uses_winograd = registry().get("op", "conv2d"), [], layers._uses_winograd
     for c, side, filters, pad in shapes:
         g = gn.Graph("conv")
         x, y = g.input("x", (c, side, side)), g.input("label", (), dtype="int64")
@@ -275,9 +276,8 @@ def conv_paths(shapes=CONV_SHAPES, batch=64, rounds=15):
         best = {}
         reps = max(1, int(2e6 / (c * filters * side * side * batch)))
         for _ in range(rounds):
-            for path, limits in (("winograd", (1, 10 ** 9)), ("im2col", (10 ** 9, 0))):
-                saved = layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MAX_POSITIONS
-                layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MAX_POSITIONS = limits
+            for path in ("winograd", "im2col"):
+                layers._uses_winograd = lambda *args, taken=(path == "winograd"): taken
                 try:
                     t0 = time.perf_counter()
                     for _ in range(reps):
@@ -287,7 +287,7 @@ def conv_paths(shapes=CONV_SHAPES, batch=64, rounds=15):
                         op.backward(ctx, dy)
                     t2 = time.perf_counter()
                 finally:
-                    layers.WINOGRAD_MIN_CHANNELS, layers.WINOGRAD_MAX_POSITIONS = saved
+                    layers._uses_winograd = uses_winograd
                 times = best.setdefault(path, [float("inf")] * 2)
                 times[0] = min(times[0], (t1 - t0) / reps * 1e6)
                 times[1] = min(times[1], (t2 - t1) / reps * 1e6)

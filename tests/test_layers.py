@@ -117,23 +117,25 @@ def winograd_taken(model):
     return any(getattr(ctx, "winograd", False) for ctx in model._last[0].contexts)
 
 
-@pytest.mark.parametrize("shape, pad, bias, winograd", [
-    ((16, 4, 4), 1, True, True), ((16, 6, 4), 0, False, True), ((17, 4, 6), 2, True, True),
-    ((8, 4, 4), 1, True, True), ((16, 9, 7), 0, True, False), ((16, 14, 12), 1, True, False),
-    ((4, 4, 4), 1, True, False)])
-def test_conv2d_winograd_matches_its_definition(shape, pad, bias, winograd):
-    """3x3 stride-1 kernels on 8 channels or more and an even output of at most 144
-    positions run Winograd's F(2x2, 3x3); the values are the definition's, in float64
-    and (to float32's rounding) in float32. Odd (7 x 5), large (14 x 12) outputs and
-    4 channels take the im2col path."""
+@pytest.mark.parametrize("shape, pad, bias, filters, winograd", [
+    ((16, 4, 4), 1, True, 16, True), ((16, 6, 4), 0, False, 8, True),
+    ((17, 4, 6), 2, True, 8, True), ((8, 4, 4), 1, True, 16, True),
+    ((16, 9, 7), 0, True, 8, False), ((16, 14, 12), 1, True, 8, False),
+    ((4, 4, 4), 1, True, 32, False), ((8, 4, 4), 1, True, 8, False)])
+def test_conv2d_winograd_matches_its_definition(shape, pad, bias, filters, winograd):
+    """3x3 stride-1 kernels on 8 channels or more, 128 channel pairs (channels times
+    filters) or more and an even output of at most 144 positions run Winograd's
+    F(2x2, 3x3); the values are the definition's, in float64 and (to float32's
+    rounding) in float32. Odd (7 x 5), large (14 x 12) outputs, 4 channels and 64
+    channel pairs take the im2col path."""
     rng = np.random.default_rng(sum(shape) + pad)
-    x, w = rng.normal(size=(5, *shape)), rng.normal(size=(4, shape[0], 3, 3))
-    b = rng.normal(size=4) if bias else np.zeros(4)
+    x, w = rng.normal(size=(5, *shape)), rng.normal(size=(filters, shape[0], 3, 3))
+    b = rng.normal(size=filters) if bias else np.zeros(filters)
     ref = conv_by_definition(x, w, b, 1, pad)
     for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
         g = gn.Graph()
-        g.output(g.add("conv2d", g.input("x", shape), name="node", filters=4, kernel_size=3,
-                       padding=pad, use_bias=bias))
+        g.output(g.add("conv2d", g.input("x", shape), name="node", filters=filters,
+                       kernel_size=3, padding=pad, use_bias=bias))
         model = gn.Model(g, dtype=dtype)
         model.params["node.weight"][...] = w
         if bias:
@@ -144,12 +146,16 @@ def test_conv2d_winograd_matches_its_definition(shape, pad, bias, winograd):
 
 
 @pytest.mark.parametrize("shape, attrs", [
-    ((16, 4, 4), {"filters": 3, "kernel_size": 3, "padding": 1}),
-    ((16, 4, 6), {"filters": 2, "kernel_size": 3, "use_bias": False}),
-    ((16, 2, 2), {"filters": 2, "kernel_size": 3, "padding": 2})])
+    ((16, 4, 4), {"filters": 8, "kernel_size": 3, "padding": 1}),
+    ((16, 4, 6), {"filters": 8, "kernel_size": 3, "use_bias": False}),
+    ((16, 2, 2), {"filters": 8, "kernel_size": 3, "padding": 2})])
 def test_conv2d_winograd_gradcheck(shape, attrs):
     """The Winograd path's gradients (inputs, weight, bias) against finite differences:
     tiles overlapping, no padding, padding wider than the image."""
+    from graphnet.builtin import layers
+    c, h, w = shape
+    side = [n + 2 * attrs.get("padding", 0) - 2 for n in (h, w)]
+    assert layers._uses_winograd({"stride": 1, **attrs}, c, *side)
     report = check_op("conv2d", [shape], attrs, batch=3)
     assert report.ok and report.max_error < 1e-6, str(report)
 
@@ -161,13 +167,13 @@ def test_conv2d_winograd_over_batches_of_other_sizes_in_turn(monkeypatch):
     PyTorch above), and a second backward of the same forward gives the same."""
     from graphnet.builtin import layers
     rng = np.random.default_rng(8)
-    w, b = rng.normal(size=(3, 16, 3, 3)), rng.normal(size=3)
+    w, b = rng.normal(size=(8, 16, 3, 3)), rng.normal(size=8)
 
     def model():
         g = gn.Graph()
         c = g.add("conv2d", g.input("x", (16, 4, 4), dtype="float64"), name="node",
-                  filters=3, kernel_size=3, padding=1)
-        g.add("mse", c, g.input("t", (3, 4, 4), dtype="float64"), name="loss", reduction="sum")
+                  filters=8, kernel_size=3, padding=1)
+        g.add("mse", c, g.input("t", (8, 4, 4), dtype="float64"), name="loss", reduction="sum")
         m = gn.Model(g, dtype="float64")
         m.params["node.weight"][...], m.params["node.bias"][...] = w, b
         return m
@@ -178,7 +184,7 @@ def test_conv2d_winograd_over_batches_of_other_sizes_in_turn(monkeypatch):
 
     fast, direct = model(), model()
     for n in (7, 2, 7):
-        feeds = {"x": rng.normal(size=(n, 16, 4, 4)), "t": rng.normal(size=(n, 3, 4, 4))}
+        feeds = {"x": rng.normal(size=(n, 16, 4, 4)), "t": rng.normal(size=(n, 8, 4, 4))}
         y, grads, taken = step(fast, feeds)
         with monkeypatch.context() as patch:
             patch.setattr(layers, "WINOGRAD_MIN_CHANNELS", 17)
@@ -435,16 +441,16 @@ def test_against_pytorch():
 def test_conv2d_gradients_against_pytorch(channels, stride):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)
-    x, w = rng.normal(size=(2, channels, 6, 8)), rng.normal(size=(3, channels, 3, 3))
-    b = rng.normal(size=3)
+    x, w = rng.normal(size=(2, channels, 6, 8)), rng.normal(size=(8, channels, 3, 3))
+    b = rng.normal(size=8)
     g = gn.Graph()
     xi = g.input("x", (channels, 6, 8), dtype="float64")
-    c = g.add("conv2d", xi, filters=3, kernel_size=3, stride=stride, padding=1, name="c")
+    c = g.add("conv2d", xi, filters=8, kernel_size=3, stride=stride, padding=1, name="c")
     ho, wo = (6 + 2 - 3) // stride + 1, (8 + 2 - 3) // stride + 1
-    g.add("mse", c, g.input("t", (3, ho, wo), dtype="float64"), name="loss", reduction="sum")
+    g.add("mse", c, g.input("t", (8, ho, wo), dtype="float64"), name="loss", reduction="sum")
     m = gn.Model(g, dtype="float64")
     m.params["c.weight"][...], m.params["c.bias"][...] = w, b
-    t = rng.normal(size=(2, 3, ho, wo))
+    t = rng.normal(size=(2, 8, ho, wo))
     m.forward({"x": x, "t": t}, training=True)
     assert winograd_taken(m) == (channels == 16)
     grads = m.backward(inputs=True)
@@ -478,7 +484,7 @@ def winograd_cnn_graph():
     y = g.input("y", shape=(), dtype="int64")
     h = g.add("conv2d", x, filters=8, kernel_size=3, padding=1, name="conv")
     h = g.add("relu", g.add("batch_norm", h, name="bn"))
-    h = g.add("conv2d", h, filters=4, kernel_size=3, padding=1, name="conv_w")
+    h = g.add("conv2d", h, filters=16, kernel_size=3, padding=1, name="conv_w")
     h = g.add("dropout", g.add("flatten", g.add("max_pool2d", h)), rate=0.2)
     out = g.add("dense", h, units=2, name="out")
     g.add("softmax_cross_entropy", out, y, name="loss")

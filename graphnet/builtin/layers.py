@@ -125,10 +125,13 @@ def _prepared(ctx, key, shape, dtype, prepare):
 # +-1/2 and +-1: the results differ from im2col's by a few roundings (about 1e-7
 # relative in float32).
 # Where it pays (``bench_cnn.py --conv-paths``; docs/performance.md has the numbers):
-# from 8 input channels (0.64 to 0.95x im2col's time, forward and backward; with 4
-# channels 1.04 to 1.11x), on outputs of at most 12 x 12 (from 14 x 14, with 16
-# channels, the two are level) with even sides (an odd one would waste a row of tiles).
+# the products it saves grow with input channels times filters, its transforms with
+# their sum; from 8 input channels and 128 channel pairs (0.53 to 0.98x im2col's time,
+# forward and backward; with 4 channels, or 64 channel pairs, 1.04 to 1.30x),
+# on outputs of at most 12 x 12 (from 14 x 14, with 16 channels, the two are level)
+# with even sides (an odd one would waste a row of tiles).
 WINOGRAD_MIN_CHANNELS = 8
+WINOGRAD_MIN_CHANNEL_PAIRS = 128
 WINOGRAD_MAX_POSITIONS = 144
 _TILE_ORDER = [(2 * ag + i) * 4 + 2 * bg + j
                for ag in (0, 1) for bg in (0, 1) for i in (0, 1) for j in (0, 1)]
@@ -155,8 +158,9 @@ def _uses_winograd(attrs, channels, ho, wo):
     """Whether a convolution runs as Winograd's F(2x2, 3x3) rather than im2col: 3x3
     kernels at stride 1, where it pays (above)."""
     return (attrs["kernel_size"] == 3 and attrs["stride"] == 1
-            and channels >= WINOGRAD_MIN_CHANNELS and ho * wo <= WINOGRAD_MAX_POSITIONS
-            and ho % 2 == 0 and wo % 2 == 0)
+            and channels >= WINOGRAD_MIN_CHANNELS
+            and channels * attrs["filters"] >= WINOGRAD_MIN_CHANNEL_PAIRS
+            and ho * wo <= WINOGRAD_MAX_POSITIONS and ho % 2 == 0 and wo % 2 == 0)
 
 
 def _matmul_in_blocks(a, b, out, block=2048):
