@@ -324,6 +324,20 @@ class Conv2d(Op):
         return ho // 2, wo // 2, ho // 2 * (wo // 2) * xshape[0]
 
     @staticmethod
+    def _tile_blocks(padded, tiles, th, tw):
+        """(padded view, tiles view) of each of the four blocks of tile values, both as
+        (C, th, 2, tw, 2, N): forward copies the first into the second, backward adds
+        the second back into the first. ``padded`` is (C, 2 th + 2, 2 tw + 2, N) and
+        ``tiles`` (16, C th tw N), its rows in _TILE_ORDER."""
+        c, n = padded.shape[0], padded.shape[-1]
+        pairs = padded.reshape(c, th + 1, 2, tw + 1, 2, n)
+        blocks = tiles.reshape(2, 2, 2, 2, c, th, tw, n)
+        for ag in (0, 1):
+            for bg in (0, 1):
+                yield (pairs[:, ag:ag + th, :, bg:bg + tw],
+                       blocks[ag, bg].transpose(2, 3, 0, 4, 1, 5))
+
+    @staticmethod
     def _weight_grads(ctx, dw, db, dtype):
         """The weight and bias gradients, written into the engine's arrays where given."""
         f, c = dw.shape[:2]
@@ -346,12 +360,8 @@ class Conv2d(Op):
         xp = _prepared(ctx, "xp", (c, ho + 2, wo + 2, n), dt, lambda a: a.fill(0))
         np.copyto(xp[:, p:p + h, p:p + w], _batch_last(x))
         tiles = ctx.scratch("tiles", (16, c * t), dt)
-        pairs = xp.reshape(c, th + 1, 2, tw + 1, 2, n)
-        blocks = tiles.reshape(2, 2, 2, 2, c, th, tw, n)
-        for ag in (0, 1):
-            for bg in (0, 1):
-                np.copyto(blocks[ag, bg],
-                          pairs[:, ag:ag + th, :, bg:bg + tw].transpose(2, 4, 0, 1, 3, 5))
+        for padded, block in self._tile_blocks(xp, tiles, th, tw):
+            np.copyto(block, padded)
         v = _matmul_in_blocks(mats["B"], tiles, ctx.scratch("v", (16, c * t), dt))
         u = (mats["G"] @ weight.reshape(f * c, 9).T).reshape(16, f, c)
         m = ctx.scratch("m", (16, f * t), dt)
@@ -391,12 +401,8 @@ class Conv2d(Op):
                                        ctx.scratch("tiles", (16, c * t), dt))
             dxp = ctx.scratch("dxp", (c, ho + 2, wo + 2, n), dt)
             dxp.fill(0)
-            pairs = dxp.reshape(c, th + 1, 2, tw + 1, 2, n)
-            blocks = dtiles.reshape(2, 2, 2, 2, c, th, tw, n)
-            for ag in (0, 1):
-                for bg in (0, 1):
-                    pairs[:, ag:ag + th, :, bg:bg + tw] += blocks[ag, bg].transpose(
-                        2, 3, 0, 4, 1, 5)
+            for padded, block in self._tile_blocks(dxp, dtiles, th, tw):
+                padded += block
             dx = ctx.scratch("dx", (c, h, w, n), dt)
             np.copyto(dx, dxp[:, p:p + h, p:p + w])
             grads[0] = _batch_first(dx)
