@@ -69,16 +69,22 @@ def digits_mlp(hidden):
     return g
 
 
-def bare(model, data, batch_size, epochs, seed=0):
-    """The hand-written loop over fit's batches (fit's shuffle: one permutation per epoch
-    from ``default_rng(seed)``); returns the optimizer's step count."""
-    opt = gn.optimizer("adam", lr=1e-3)
+def shuffled_epochs(data, epochs, seed=0):
+    """Each epoch's arrays in fit's order (one permutation per epoch from
+    ``default_rng(seed)``): what the bare loops below share, per epoch, so nothing is
+    added to their per-batch work."""
     rng = np.random.default_rng(seed)
     n = len(data["y"])
-    grads = None
     for _ in range(epochs):
         order = rng.permutation(n)
-        arrays = {k: v[order] for k, v in data.items()}
+        yield n, {k: v[order] for k, v in data.items()}
+
+
+def bare(model, data, batch_size, epochs, seed=0):
+    """The hand-written loop over fit's batches; returns the optimizer's step count."""
+    opt = gn.optimizer("adam", lr=1e-3)
+    grads = None
+    for n, arrays in shuffled_epochs(data, epochs, seed):
         for lo in range(0, n, batch_size):
             model.forward({k: v[lo:lo + batch_size] for k, v in arrays.items()}, training=True)
             grads = model.backward(out=grads)
@@ -91,12 +97,8 @@ def bare_accuracy(model, data, batch_size, epochs, seed=0):
     (the loss read as a float, one argmax of the logits per batch): what fit's defaults
     stand for."""
     opt = gn.optimizer("adam", lr=1e-3)
-    rng = np.random.default_rng(seed)
-    n = len(data["y"])
     grads = None
-    for _ in range(epochs):
-        order = rng.permutation(n)
-        arrays = {k: v[order] for k, v in data.items()}
+    for n, arrays in shuffled_epochs(data, epochs, seed):
         loss = right = 0.0
         for lo in range(0, n, batch_size):
             feeds = {k: v[lo:lo + batch_size] for k, v in arrays.items()}
