@@ -49,14 +49,18 @@ NOT_ON_PATH = [
     ("matplotlib (curves)", "import matplotlib.figure"),
 ]
 
-CHILD = r"""
-import sys, time, json
-sys.path.insert(0, {here!r})
+# the children's RSS reading, defined in each child's own code (importing it would count)
+RSS = '''
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
-out = []
+'''
+
+CHILD = r"""
+import sys, time, json
+sys.path.insert(0, {here!r})
+""" + RSS + r"""out = []
 for label, code in {steps!r}:
     t = time.perf_counter()
     exec(code)
@@ -68,11 +72,7 @@ print(json.dumps(out))
 NETWORKX = r"""
 import importlib.abc, json, sys
 import numpy
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-cost = {}
+""" + RSS + r"""cost = {}
 class Meter(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.count(".") != 1 or not name.startswith("networkx."):
@@ -106,11 +106,7 @@ print(json.dumps(sorted(m for m in set(sys.modules) - before
 """
 SPLIT = r"""
 import json
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-import numpy, threadpoolctl, baselines, pluggy, importlib.metadata
+""" + RSS + r"""import numpy, threadpoolctl, baselines, pluggy, importlib.metadata
 base = rss()
 for m in {modules!r}:
     __import__(m)
